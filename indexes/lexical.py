@@ -1,0 +1,104 @@
+"""Lexical index: jieba words scored with BM25 (bm25s), with string ids and incremental updates."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from indexes.persistence import load_json, save_json
+from indexes.tokenizer import tokenize
+
+
+class LexicalIndex:
+    """BM25 over tokenised texts.
+
+    bm25s builds an immutable sparse matrix, so adds and removes mark the index stale and the
+    matrix is rebuilt from the kept token lists on the next search. Scores always use the
+    statistics (IDF, average length) of the whole live collection.
+    """
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1 = k1
+        self.b = b
+        self._tokens: dict[str, list[str]] = {}
+        self._order: list[str] = []
+        self._row: dict[str, int] = {}
+        self._bm25: bm25s.BM25 | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Add or replace documents."""
+        tokens = [tokenize(text) for text in texts]
+        self.add_tokens(ids, tokens)
+
+    def add_tokens(self, ids: Sequence[str], tokens: Sequence[list[str]]) -> None:
+        with self._lock:
+            self._tokens.update(zip(ids, tokens))
+            self._bm25 = None
+
+    def remove(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            removed = sum(1 for i in ids if self._tokens.pop(i, None) is not None)
+            if removed:
+                self._bm25 = None
+            return removed
+
+    def tokens_of(self, record_id: str) -> list[str]:
+        return self._tokens[record_id]
+
+    def _ready(self) -> tuple[bm25s.BM25 | None, list[str], dict[str, int]]:
+        with self._lock:
+            if self._bm25 is None and self._tokens:
+                order = list(self._tokens)
+                # An empty document still needs a token, or bm25s drops its row.
+                corpus = [self._tokens[i] or [""] for i in order]
+                bm25 = bm25s.BM25(k1=self.k1, b=self.b)
+                bm25.index(corpus, show_progress=False)
+                self._order, self._row, self._bm25 = order, {i: n for n, i in enumerate(order)}, bm25
+            return self._bm25, self._order, self._row
+
+    def scores(self, query: str | list[str]) -> tuple[np.ndarray, list[str]]:
+        """BM25 of one query against every live document, with the ids in matching order."""
+        bm25, order, _ = self._ready()
+        if bm25 is None:
+            return np.zeros(0, dtype=np.float32), []
+        tokens = tokenize(query) if isinstance(query, str) else query
+        return bm25.get_scores(tokens).astype(np.float32), order
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """Top ``k`` documents per query by BM25, best first; documents scoring 0 are left out."""
+        out: list[list[tuple[str, float]]] = []
+        for query in queries:
+            scores, order = self.scores(query)
+            if not len(scores) or k <= 0:
+                out.append([])
+                continue
+            k_eff = min(k, len(scores))
+            top = np.argpartition(-scores, k_eff - 1)[:k_eff]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            out.append([(order[p], float(scores[p])) for p in top if scores[p] > 0])
+        return out
+
+    def scores_for(self, query: str, ids: Sequence[str]) -> np.ndarray:
+        """BM25 of ``query`` against the given documents (0 for ids not in the index)."""
+        scores, _ = self.scores(query)
+        _, _, row = self._ready()
+        return np.array([scores[row[i]] if i in row else 0.0 for i in ids], dtype=np.float32)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        save_json(directory / "lexical_tokens.json", self._tokens)
+        return {"count": len(self), "k1": self.k1, "b": self.b, "tokenizer": "jieba-0.42.1/stopwords-v1"}
+
+    @classmethod
+    def load(cls, directory: Path, info: dict[str, Any]) -> LexicalIndex:
+        index = cls(k1=float(info["k1"]), b=float(info["b"]))
+        index._tokens = dict(load_json(directory / "lexical_tokens.json"))
+        return index

@@ -1,0 +1,190 @@
+"""Vector index over FAISS with string ids.
+
+Vectors are L2-normalised, so inner product equals cosine similarity: every FAISS index here
+uses METRIC_INNER_PRODUCT. FAISS integer positions never leave this module; callers see the
+string ids of their records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexes.persistence import load_json, save_json
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which FAISS structure to use and its parameters."""
+
+    kind: str = "flat"  # "flat" (exact) | "hnsw" | "ivf"
+    params: dict[str, int] = field(default_factory=dict)
+
+
+# Removed vectors stay in FAISS as tombstones until they pass this share of the index,
+# then the index is rebuilt from the live vectors (HNSW cannot delete in place).
+_COMPACT_SHARE = 0.2
+
+
+def default_spec(n_vectors: int, exact_max: int) -> IndexSpec:
+    """Exact search up to ``exact_max`` vectors, HNSW above it."""
+    if n_vectors <= exact_max:
+        return IndexSpec("flat")
+    return IndexSpec("hnsw", {"M": 32, "ef_construction": 80, "ef_search": 128})
+
+
+def build_faiss(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index | None:
+    """Build the approximate structure for ``vectors``; ``None`` means exact search."""
+    dim = vectors.shape[1]
+    if spec.kind == "flat":
+        return None
+    if spec.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, spec.params.get("M", 32), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.params.get("ef_construction", 80)
+        index.hnsw.efSearch = spec.params.get("ef_search", 128)
+    elif spec.kind == "ivf":
+        nlist = spec.params.get("nlist", max(1, int(4 * np.sqrt(len(vectors)))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = spec.params.get("nprobe", 32)
+    else:
+        raise ValueError(f"unknown index kind '{spec.kind}'; expected flat, hnsw or ivf")
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+class VectorIndex:
+    """Nearest-neighbour search by cosine over records identified by string ids."""
+
+    def __init__(self, dimension: int, spec: IndexSpec | None = None, exact_max: int = 200_000):
+        self.dimension = dimension
+        self.exact_max = exact_max
+        self._fixed_spec = spec
+        self.spec = spec or IndexSpec("flat")
+        self._ids: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._vectors = np.zeros((0, dimension), dtype=np.float32)
+        self._alive = np.zeros(0, dtype=bool)
+        self._ann: faiss.Index | None = None
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self._pos
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for i, alive in zip(self._ids, self._alive) if alive]
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add or replace the vectors of ``ids`` (an existing id is replaced, not duplicated)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self.dimension):
+            raise ValueError(
+                f"expected vectors of shape ({len(ids)}, {self.dimension}), got {vectors.shape}"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids passed to VectorIndex.add must be unique")
+        self.remove([i for i in ids if i in self._pos])
+        start = len(self._ids)
+        self._ids.extend(ids)
+        self._pos.update({record_id: start + n for n, record_id in enumerate(ids)})
+        self._vectors = np.concatenate([self._vectors, vectors]) if start else vectors.copy()
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
+        wanted = self._fixed_spec or default_spec(len(self), self.exact_max)
+        if wanted != self.spec:
+            self.spec = wanted
+            self._rebuild()
+        elif self._ann is not None:
+            self._ann.add(vectors)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove ``ids``; unknown ids are ignored. Returns how many were removed."""
+        removed = 0
+        for record_id in ids:
+            pos = self._pos.pop(record_id, None)
+            if pos is not None:
+                self._alive[pos] = False
+                removed += 1
+        if removed and (len(self._ids) - len(self)) > _COMPACT_SHARE * max(len(self._ids), 1):
+            self._compact()
+        return removed
+
+    def vectors_for(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of ``ids``, in order.
+
+        Raises:
+            KeyError: naming the first id that is not in the index.
+        """
+        try:
+            positions = [self._pos[i] for i in ids]
+        except KeyError as exc:
+            raise KeyError(f"id {exc.args[0]!r} is not in the vector index") from None
+        return self._vectors[positions]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The ``k`` nearest live records of each query, best first, as (id, cosine)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
+        if k <= 0 or len(self) == 0:
+            return [[] for _ in range(len(queries))]
+        dead = len(self._ids) - len(self)
+        fetch = min(k + dead, len(self._ids))
+        if self._ann is None:
+            scores, positions = faiss.knn(queries, self._vectors, fetch, metric=faiss.METRIC_INNER_PRODUCT)
+        else:
+            scores, positions = self._ann.search(queries, fetch)
+        out: list[list[tuple[str, float]]] = []
+        for row_scores, row_pos in zip(scores, positions):
+            hits = [
+                (self._ids[p], float(s))
+                for s, p in zip(row_scores, row_pos)
+                if p >= 0 and self._alive[p]
+            ]
+            out.append(hits[:k])
+        return out
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._alive)
+        self._ids = [self._ids[p] for p in keep]
+        self._vectors = self._vectors[keep]
+        self._alive = np.ones(len(keep), dtype=bool)
+        self._pos = {record_id: n for n, record_id in enumerate(self._ids)}
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Tombstoned rows are indexed too when present; search filters them by _alive.
+        self._ann = build_faiss(self.spec, self._vectors)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write vectors, ids and the FAISS structure into ``directory``; returns manifest fields."""
+        if len(self._ids) != len(self):
+            self._compact()
+        np.save(directory / "vectors.npy", self._vectors, allow_pickle=False)
+        save_json(directory / "ids.json", self._ids)
+        if self._ann is not None:
+            faiss.write_index(self._ann, str(directory / "vectors.faiss"))
+        return {"dimension": self.dimension, "metric": "inner_product", "count": len(self),
+                "index": asdict(self.spec)}
+
+    @classmethod
+    def load(cls, directory: Path, info: dict[str, Any], exact_max: int) -> VectorIndex:
+        spec = IndexSpec(info["index"]["kind"], dict(info["index"]["params"]))
+        index = cls(int(info["dimension"]), None, exact_max)
+        index.spec = spec
+        index._vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        index._ids = list(load_json(directory / "ids.json"))
+        index._pos = {record_id: n for n, record_id in enumerate(index._ids)}
+        index._alive = np.ones(len(index._ids), dtype=bool)
+        faiss_path = directory / "vectors.faiss"
+        index._ann = faiss.read_index(str(faiss_path)) if faiss_path.is_file() else None
+        return index

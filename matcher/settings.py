@@ -1,0 +1,26 @@
+"""Settings, read once from the environment (prefix ``TECHMATCH_``) and validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration shared by the CLI, the API and the evaluator."""
+
+    model_config = SettingsConfigDict(env_prefix="TECHMATCH_", extra="ignore")
+
+    model: str | None = Field(
+        default=None,
+        description="sentence-transformers model folder or name; unset means bundled m3e-small",
+    )
+    quantize: bool = Field(default=False, description="torch dynamic int8 quantisation")
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "techmatch")
+    use_cache: bool = True
+    index_dir: Path = Path("index")
+    candidates: int = Field(default=100, ge=1, le=10_000, description="dense and lexical top-N")
+    exact_search_max: int = Field(default=200_000, ge=0)

@@ -1,0 +1,90 @@
+"""Record store: the research results and needs behind an index, in SQLite.
+
+SQLite is the embedded default: one file in the index directory, transactional, so a crash
+never leaves a half-written record and nothing already stored is lost.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel
+
+from matcher.records import EnterpriseNeed, ResearchResult
+
+Kind = Literal["results", "needs"]
+R = TypeVar("R", bound=BaseModel)
+_MODELS: dict[str, type[BaseModel]] = {"results": ResearchResult, "needs": EnterpriseNeed}
+
+
+class RecordStore:
+    """Results and needs by id, as validated JSON."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        for kind in _MODELS:
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {kind} (id TEXT PRIMARY KEY, json TEXT NOT NULL)")
+        self._db.commit()
+
+    def upsert(self, kind: Kind, records: Sequence[BaseModel]) -> None:
+        """Insert or replace ``records`` in one transaction."""
+        with self._lock, self._db:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO {kind} (id, json) VALUES (?, ?)",
+                [(getattr(r, "id"), r.model_dump_json()) for r in records],
+            )
+
+    def delete(self, kind: Kind, ids: Sequence[str]) -> int:
+        with self._lock, self._db:
+            cursor = self._db.executemany(f"DELETE FROM {kind} WHERE id = ?", [(i,) for i in ids])
+            return cursor.rowcount
+
+    def get(self, kind: Kind, ids: Sequence[str]) -> dict[str, BaseModel]:
+        """The stored records of ``ids`` that exist, by id."""
+        model = _MODELS[kind]
+        found: dict[str, BaseModel] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for record_id, raw in self._db.execute(
+                    f"SELECT id, json FROM {kind} WHERE id IN ({marks})", chunk
+                ):
+                    found[record_id] = model.model_validate_json(raw)
+        return found
+
+    def results(self, ids: Sequence[str]) -> dict[str, ResearchResult]:
+        return self.get("results", ids)  # type: ignore[return-value]
+
+    def needs(self, ids: Sequence[str]) -> dict[str, EnterpriseNeed]:
+        return self.get("needs", ids)  # type: ignore[return-value]
+
+    def count(self, kind: Kind) -> int:
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0])
+
+    def iter_all(self, kind: Kind, batch: int = 1000) -> Iterator[BaseModel]:
+        model = _MODELS[kind]
+        with self._lock:
+            rows = self._db.execute(f"SELECT json FROM {kind} ORDER BY rowid").fetchall()
+        for (raw,) in rows:
+            yield model.model_validate_json(raw)
+
+    def copy_to(self, path: Path) -> None:
+        """Write a consistent copy of the whole store to ``path`` (SQLite online backup)."""
+        target = sqlite3.connect(str(path))
+        with self._lock:
+            self._db.backup(target)
+        target.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

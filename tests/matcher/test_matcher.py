@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexes.persistence import IndexMismatchError
+from matcher import EnterpriseNeed, Matcher, MatchFilters, ResearchResult
+from models.fake import FakeEncoder
+
+RESULTS = [
+    ResearchResult(id="battery", title="锂离子电池正极材料包覆改性", field="新能源", region="河南",
+                   maturity="中试", transfer_modes=["转让", "许可"]),
+    ResearchResult(id="anode", title="锂电池硅碳负极材料", field="新能源", region="江苏", maturity="实验室"),
+    ResearchResult(id="dye", title="印染废水高级氧化深度处理", field="环保", region="浙江", transfer_modes=["合作开发"]),
+    ResearchResult(id="acid", title="磺化生产线酸雾吸收治理技术", field="化工", region="河南"),
+    ResearchResult(id="rice", title="水稻抗病育种", field="农业"),
+]
+NEED = EnterpriseNeed(id="n1", title="锂离子电池正极材料", description="需要正极材料包覆改性技术")
+
+
+@pytest.fixture
+def matcher(fake_encoder: FakeEncoder) -> Matcher:
+    needs = [NEED, EnterpriseNeed(id="n2", title="磺化酸雾治理", description="降低磺化线的酸雾排放")]
+    return Matcher.build(RESULTS, needs, encoder=fake_encoder)
+
+
+def test_ranking_puts_the_matching_result_first(matcher: Matcher) -> None:
+    (matches,) = matcher.match_batch([NEED], top_k=3)
+    assert [m.rank for m in matches] == [1, 2, 3]
+    assert matches[0].result_id == "battery"
+    assert matches[1].result_id == "anode"
+    assert matches[0].score >= matches[1].score >= matches[2].score
+    assert matches[0].result is not None and matches[0].result.title.startswith("锂离子")
+    assert matches[0].lexical > 0 and matches[0].dense > matches[1].dense
+
+
+@pytest.mark.parametrize("config", ["dense", "lexical", "hybrid", "default"])
+def test_every_config_ranks(matcher: Matcher, config: str) -> None:
+    (matches,) = matcher.match_batch([NEED], top_k=2, config=config)
+    assert matches[0].result_id == "battery"
+
+
+def test_unknown_config_and_bad_top_k(matcher: Matcher) -> None:
+    with pytest.raises(ValueError, match="unknown scoring config 'magic'"):
+        matcher.match_batch([NEED], config="magic")
+    with pytest.raises(ValueError, match="top_k of 0"):
+        matcher.match_batch([NEED], top_k=0)
+
+
+def test_filters(matcher: Matcher) -> None:
+    (matches,) = matcher.match_batch([NEED], top_k=5, filters=MatchFilters(region="江苏"))
+    assert [m.result_id for m in matches] == ["anode"]
+    (matches,) = matcher.match_batch([NEED], top_k=5, filters=MatchFilters(transfer_mode="许可"))
+    assert [m.result_id for m in matches] == ["battery"]
+
+
+def test_rerank_ranks_exactly_the_candidates(matcher: Matcher) -> None:
+    (matches,) = matcher.rerank_batch([NEED], [["rice", "dye", "anode"]])
+    assert sorted(m.result_id for m in matches) == ["anode", "dye", "rice"]
+    assert matches[0].result_id == "anode"
+
+
+def test_delete_and_upsert_change_later_matches(matcher: Matcher) -> None:
+    matcher.delete_results(["battery"])
+    (matches,) = matcher.match_batch([NEED], top_k=5)
+    assert "battery" not in [m.result_id for m in matches]
+    matcher.upsert_results([ResearchResult(id="rice", title="锂离子电池正极材料包覆改性技术")])
+    (matches,) = matcher.match_batch([NEED], top_k=1)
+    assert matches[0].result_id == "rice"
+
+
+def test_reverse_direction(matcher: Matcher) -> None:
+    (needs,) = matcher.match_needs_batch([RESULTS[3]], top_k=2)
+    assert needs[0].need_id == "n2"
+
+
+def test_save_load_round_trip_and_refusal(matcher: Matcher, tmp_path: Path) -> None:
+    before = matcher.match_batch([NEED], top_k=5)
+    matcher.save(tmp_path / "idx")
+    loaded = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    assert loaded.match_batch([NEED], top_k=5) == before
+    assert loaded.stats()["results"] == 5 and loaded.stats()["needs"] == 2
+    with pytest.raises(IndexMismatchError, match="techmatch index build"):
+        Matcher.load(tmp_path / "idx", FakeEncoder(dimension=128))
+
+
+def test_failed_save_keeps_the_old_index(matcher: Matcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    matcher.save(tmp_path / "idx")
+    matcher.delete_results(["battery"])
+
+    def boom(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matcher.store, "copy_to", boom)
+    with pytest.raises(OSError, match="disk full"):
+        matcher.save(tmp_path / "idx")
+    loaded = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    assert loaded.stats()["results"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]
