@@ -26,9 +26,10 @@ class Collection:
     def __len__(self) -> int:
         return len(self.vector)
 
-    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
+    def add(self, ids: Sequence[str], tokens: Sequence[list[str]], vectors: np.ndarray) -> None:
+        """Add or replace records, given their lexical tokens and their vectors."""
         self.vector.add(ids, vectors)
-        self.lexical.add(ids, texts)
+        self.lexical.add_tokens(ids, tokens)
 
     def remove(self, ids: Sequence[str]) -> int:
         self.lexical.remove(ids)

@@ -94,7 +94,9 @@ class LexicalIndex:
         return np.array([scores[row[i]] if i in row else 0.0 for i in ids], dtype=np.float32)
 
     def save(self, directory: Path) -> dict[str, Any]:
-        save_json(directory / "lexical_tokens.json", self._tokens)
+        with self._lock:
+            tokens = dict(self._tokens)
+        save_json(directory / "lexical_tokens.json", tokens)
         return {"count": len(self), "k1": self.k1, "b": self.b, "tokenizer": "jieba-0.42.1/stopwords-v1"}
 
     @classmethod

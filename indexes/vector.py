@@ -166,10 +166,12 @@ class VectorIndex:
         self._ann = build_faiss(self.spec, self._vectors)
 
     def save(self, directory: Path) -> dict[str, Any]:
-        """Write vectors, ids and the FAISS structure into ``directory``; returns manifest fields."""
-        if len(self._ids) != len(self):
-            self._compact()
+        """Write vectors, ids, liveness and the FAISS structure; returns manifest fields.
+
+        Does not modify the index, so it may run while other threads search.
+        """
         np.save(directory / "vectors.npy", self._vectors, allow_pickle=False)
+        np.save(directory / "alive.npy", self._alive, allow_pickle=False)
         save_json(directory / "ids.json", self._ids)
         if self._ann is not None:
             faiss.write_index(self._ann, str(directory / "vectors.faiss"))
@@ -182,9 +184,9 @@ class VectorIndex:
         index = cls(int(info["dimension"]), None, exact_max)
         index.spec = spec
         index._vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        index._alive = np.load(directory / "alive.npy", allow_pickle=False)
         index._ids = list(load_json(directory / "ids.json"))
-        index._pos = {record_id: n for n, record_id in enumerate(index._ids)}
-        index._alive = np.ones(len(index._ids), dtype=bool)
+        index._pos = {i: n for n, (i, alive) in enumerate(zip(index._ids, index._alive)) if alive}
         faiss_path = directory / "vectors.faiss"
         index._ann = faiss.read_index(str(faiss_path)) if faiss_path.is_file() else None
         return index

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from indexes.collection import Collection
+from indexes.tokenizer import tokenize
 from indexes.persistence import (
     atomic_directory,
     check_fingerprint,
@@ -18,6 +19,7 @@ from indexes.persistence import (
     read_manifest,
     write_manifest,
 )
+from matcher.locking import ReadWriteLock
 from matcher.records import EnterpriseNeed, Match, MatchFilters, NeedMatch, ResearchResult
 from matcher.scoring import CONFIGS, CandidateBatch, fuse_hybrid, score_batch
 from matcher.store import RecordStore
@@ -25,7 +27,11 @@ from matcher.text import render_need, render_result
 from models.encoder import Encoder
 
 Progress = Callable[[int], None]
+# Index directory layout: the record store is the source of truth and is written live; the
+# snapshot (vectors, lexical tokens, manifest) is derived from it and replaced atomically.
+# Writes after the snapshot are replayed from the store's change log on load.
 STORE_FILE = "records.sqlite"
+SNAPSHOT_DIR = "snapshot"
 ENCODE_CHUNK = 256
 
 
@@ -74,7 +80,9 @@ class Matcher:
         self.needs = needs
         self.store = store
         self.options = options or MatcherOptions()
-        self._write_lock = threading.Lock()
+        self.index_dir: Path | None = None
+        self._lock = ReadWriteLock()
+        self._save_lock = threading.Lock()
 
     # ----- building and persistence -------------------------------------------------------
 
@@ -103,49 +111,91 @@ class Matcher:
         return matcher
 
     def save(self, index_dir: str | Path) -> None:
-        """Write the indexes, records and manifest; the old directory survives a failed write."""
+        """Write the index to ``index_dir``; a failed write leaves the previous one whole.
+
+        A Matcher opened from ``index_dir`` rewrites only the snapshot (its record store is
+        already there, live); any other writes the whole directory, store included.
+        """
         index_dir = Path(index_dir)
-        with self._write_lock, atomic_directory(index_dir) as tmp:
+        with self._save_lock:
+            live = self.store.path == str(index_dir / STORE_FILE)
+            if live:
+                with atomic_directory(index_dir / SNAPSHOT_DIR) as tmp:
+                    seq = self._write_snapshot(tmp)
+                self.store.forget_changes(seq)
+            else:
+                with atomic_directory(index_dir) as tmp:
+                    self._write_snapshot(tmp / SNAPSHOT_DIR)
+                    self.store.copy_to(tmp / STORE_FILE)
+
+    def checkpoint(self) -> None:
+        """Rewrite the snapshot of the index this Matcher was loaded from."""
+        if self.index_dir is None:
+            raise RuntimeError("checkpoint() needs a Matcher opened with Matcher.load()")
+        self.save(self.index_dir)
+
+    def _write_snapshot(self, directory: Path) -> int:
+        directory.mkdir(parents=True, exist_ok=True)
+        # The read side suffices: saving does not modify the indexes, it only must not
+        # interleave with a write. The store sequence is read under the same lock.
+        with self._lock.read():
+            seq = self.store.last_seq()
             info = {
-                "results": self.results.save(tmp / "results"),
-                "needs": self.needs.save(tmp / "needs"),
+                "results": self.results.save(directory / "results"),
+                "needs": self.needs.save(directory / "needs"),
             }
-            self.store.copy_to(tmp / STORE_FILE)
-            write_manifest(
-                tmp,
-                make_manifest(
-                    encoder_fingerprint=self.encoder.fingerprint,
-                    dimension=self.encoder.dimension,
-                    metric="inner_product",
-                    count={"results": len(self.results), "needs": len(self.needs)},
-                    options=self.options.__dict__,
-                    collections=info,
-                ),
-            )
+        write_manifest(
+            directory,
+            make_manifest(
+                encoder_fingerprint=self.encoder.fingerprint,
+                dimension=self.encoder.dimension,
+                metric="inner_product",
+                count={"results": len(self.results), "needs": len(self.needs)},
+                options=self.options.__dict__,
+                store_seq=seq,
+                collections=info,
+            ),
+        )
+        return seq
 
     @classmethod
     def load(
         cls, index_dir: str | Path, encoder: Encoder, options: MatcherOptions | None = None
     ) -> Matcher:
-        """Open a saved index.
+        """Open a saved index and catch up with record writes made after its snapshot.
 
         Raises:
             IndexMismatchError: the index was built with another encoder or schema.
             FileNotFoundError: ``index_dir`` is not an index directory.
         """
         index_dir = Path(index_dir)
-        manifest = read_manifest(index_dir)
+        snapshot = index_dir / SNAPSHOT_DIR
+        manifest = read_manifest(snapshot)
         check_fingerprint(index_dir, manifest, encoder.fingerprint)
-        saved = manifest.get("options", {})
-        options = options or MatcherOptions(**saved)
+        options = options or MatcherOptions(**manifest.get("options", {}))
         info = manifest["collections"]
-        return cls(
+        matcher = cls(
             encoder,
-            Collection.load(index_dir / "results", info["results"], options.exact_max),
-            Collection.load(index_dir / "needs", info["needs"], options.exact_max),
+            Collection.load(snapshot / "results", info["results"], options.exact_max),
+            Collection.load(snapshot / "needs", info["needs"], options.exact_max),
             RecordStore(index_dir / STORE_FILE),
             options,
         )
+        matcher.index_dir = index_dir
+        matcher._replay(int(manifest.get("store_seq", 0)))
+        return matcher
+
+    def _replay(self, seq: int) -> None:
+        changes = self.store.changes_since(seq)
+        for kind, collection in (("results", self.results), ("needs", self.needs)):
+            deleted = [i for (k, i), op in changes.items() if k == kind and op == "delete"]
+            upserted = [i for (k, i), op in changes.items() if k == kind and op == "upsert"]
+            collection.remove(deleted)
+            records = list(self.store.get(kind, upserted).values())  # type: ignore[arg-type]
+            if kind == "results":
+                self._index(collection, records, render_result, self.encoder.encode_documents, None)
+            else:
+                self._index(collection, records, render_need, self.encoder.encode_queries, None)
 
     # ----- record management --------------------------------------------------------------
 
@@ -153,31 +203,41 @@ class Matcher:
         self, results: Sequence[ResearchResult], progress: Progress | None = None
     ) -> None:
         """Store and index results; an existing id is replaced."""
-        self._upsert("results", self.results, results, render_result,
-                     self.encoder.encode_documents, progress)
+        self.store.upsert("results", results)
+        self._index(self.results, results, render_result, self.encoder.encode_documents, progress)
 
     def upsert_needs(self, needs: Sequence[EnterpriseNeed], progress: Progress | None = None) -> None:
-        self._upsert("needs", self.needs, needs, render_need, self.encoder.encode_queries, progress)
+        """Store and index needs (for the results → needs direction)."""
+        self.store.upsert("needs", needs)
+        self._index(self.needs, needs, render_need, self.encoder.encode_queries, progress)
 
     def delete_results(self, ids: Sequence[str]) -> int:
-        with self._write_lock:
-            self.store.delete("results", ids)
+        """Delete results from the store and the indexes; returns how many were indexed."""
+        self.store.delete("results", ids)
+        with self._lock.write():
             return self.results.remove(ids)
 
     def delete_needs(self, ids: Sequence[str]) -> int:
-        with self._write_lock:
-            self.store.delete("needs", ids)
+        self.store.delete("needs", ids)
+        with self._lock.write():
             return self.needs.remove(ids)
 
-    def _upsert(self, kind, collection, records, render, encode, progress) -> None:  # type: ignore[no-untyped-def]
+    def _index(
+        self,
+        collection: Collection,
+        records: Sequence[ResearchResult] | Sequence[EnterpriseNeed],
+        render: Callable[..., str],
+        encode: Callable[[Sequence[str]], np.ndarray],
+        progress: Progress | None,
+    ) -> None:
         if not records:
             return
         texts = [render(r) for r in records]
-        # Encode outside the lock: it is the slow part and touches no shared state.
+        # Encoding is the slow part and touches no shared state: keep it outside the lock.
         vectors = encode_chunked(encode, texts, self.encoder.dimension, progress)
-        with self._write_lock:
-            self.store.upsert(kind, records)
-            collection.add([r.id for r in records], texts, vectors)
+        tokens = [tokenize(text) for text in texts]
+        with self._lock.write():
+            collection.add([r.id for r in records], tokens, vectors)
 
     # ----- matching -----------------------------------------------------------------------
 
@@ -209,12 +269,13 @@ class Matcher:
         n_cand = max(self.options.candidates, top_k)
         if filters is not None and not filters.is_empty():
             n_cand *= 5  # filters discard candidates after retrieval; fetch more
-        dense_hits = self.results.vector.search(queries, n_cand)
         out: list[list[Match]] = []
-        for need, text, query, hits in zip(needs, texts, queries, dense_hits):
-            bm25_all, order = self.results.lexical.scores(text)
-            ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
-            out.append(self._rank(need, text, query, ids, bm25_all, order, top_k, filters, config))
+        with self._lock.read():
+            dense_hits = self.results.vector.search(queries, n_cand)
+            for need, text, query, hits in zip(needs, texts, queries, dense_hits):
+                bm25_all, order = self.results.lexical.scores(text)
+                ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
+                out.append(self._rank(need, text, query, ids, bm25_all, order, top_k, filters, config))
         return out
 
     def rerank_batch(
@@ -231,9 +292,10 @@ class Matcher:
         texts = [render_need(n) for n in needs]
         queries = self.encoder.encode_queries(texts)
         out: list[list[Match]] = []
-        for need, text, query, ids in zip(needs, texts, queries, candidate_ids):
-            bm25_all, order = self.results.lexical.scores(text)
-            out.append(self._rank(need, text, query, list(ids), bm25_all, order, len(ids), None, config))
+        with self._lock.read():
+            for need, text, query, ids in zip(needs, texts, queries, candidate_ids):
+                bm25_all, order = self.results.lexical.scores(text)
+                out.append(self._rank(need, text, query, list(ids), bm25_all, order, len(ids), None, config))
         return out
 
     def _rank(
@@ -287,26 +349,35 @@ class Matcher:
         texts = [render_result(r) for r in results]
         queries = self.encoder.encode_documents(texts)
         n_cand = max(self.options.candidates, top_k)
-        dense_hits = self.needs.vector.search(queries, n_cand)
         out: list[list[NeedMatch]] = []
-        for text, query, hits in zip(texts, queries, dense_hits):
-            bm25_all, order = self.needs.lexical.scores(text)
-            ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
-            records = self.store.needs(ids)
-            ids = [i for i in ids if i in records]
-            row = {record_id: n for n, record_id in enumerate(order)}
-            dense = self.needs.vector.vectors_for(ids) @ query
-            lexical = np.array([bm25_all[row[i]] if i in row else 0.0 for i in ids], np.float32)
-            scores = fuse_hybrid(dense, lexical)
-            ranking = np.argsort(-scores, kind="stable")[:top_k]
-            out.append([
-                NeedMatch(need_id=ids[p], rank=rank, score=float(scores[p]), dense=float(dense[p]),
-                          lexical=float(lexical[p]), need=records[ids[p]])
-                for rank, p in enumerate(ranking, start=1)
-            ])
+        with self._lock.read():
+            dense_hits = self.needs.vector.search(queries, n_cand)
+            for text, query, hits in zip(texts, queries, dense_hits):
+                bm25_all, order = self.needs.lexical.scores(text)
+                ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
+                out.append(self._rank_needs(query, ids, bm25_all, order, top_k))
         return out
 
+    def _rank_needs(
+        self, query: np.ndarray, ids: list[str], bm25_all: np.ndarray, order: list[str], top_k: int
+    ) -> list[NeedMatch]:
+        records = self.store.needs(ids)
+        ids = [i for i in ids if i in records]
+        if not ids:
+            return []
+        row = {record_id: n for n, record_id in enumerate(order)}
+        dense = self.needs.vector.vectors_for(ids) @ query
+        lexical = np.array([bm25_all[row[i]] if i in row else 0.0 for i in ids], np.float32)
+        scores = fuse_hybrid(dense, lexical)
+        ranking = np.argsort(-scores, kind="stable")[:top_k]
+        return [
+            NeedMatch(need_id=ids[p], rank=rank, score=float(scores[p]), dense=float(dense[p]),
+                      lexical=float(lexical[p]), need=records[ids[p]])
+            for rank, p in enumerate(ranking, start=1)
+        ]
+
     def stats(self) -> dict[str, Any]:
+        """Counts and the encoder, for health checks and reports."""
         return {
             "results": len(self.results),
             "needs": len(self.needs),

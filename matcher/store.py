@@ -32,6 +32,11 @@ class RecordStore:
             self._db.execute("PRAGMA journal_mode=WAL")
         for kind in _MODELS:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {kind} (id TEXT PRIMARY KEY, json TEXT NOT NULL)")
+        # The change log lets an index snapshot catch up with writes made after it was taken.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL)"
+        )
         self._db.commit()
 
     def upsert(self, kind: Kind, records: Sequence[BaseModel]) -> None:
@@ -41,11 +46,37 @@ class RecordStore:
                 f"INSERT OR REPLACE INTO {kind} (id, json) VALUES (?, ?)",
                 [(getattr(r, "id"), r.model_dump_json()) for r in records],
             )
+            self._log(kind, [getattr(r, "id") for r in records], "upsert")
 
     def delete(self, kind: Kind, ids: Sequence[str]) -> int:
+        """Delete ``ids``; returns how many existed."""
         with self._lock, self._db:
             cursor = self._db.executemany(f"DELETE FROM {kind} WHERE id = ?", [(i,) for i in ids])
+            self._log(kind, ids, "delete")
             return cursor.rowcount
+
+    def _log(self, kind: Kind, ids: Sequence[str], op: str) -> None:
+        self._db.executemany(
+            "INSERT INTO changes (kind, id, op) VALUES (?, ?, ?)", [(kind, i, op) for i in ids]
+        )
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest write (0 for none)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def changes_since(self, seq: int) -> dict[tuple[str, str], str]:
+        """The latest operation (``upsert``/``delete``) per (kind, id) written after ``seq``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, id, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)
+            ).fetchall()
+        return {(kind, record_id): op for kind, record_id, op in rows}
+
+    def forget_changes(self, upto: int) -> None:
+        """Drop log entries a saved snapshot already contains."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
 
     def get(self, kind: Kind, ids: Sequence[str]) -> dict[str, BaseModel]:
         """The stored records of ``ids`` that exist, by id."""

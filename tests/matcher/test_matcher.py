@@ -98,3 +98,51 @@ def test_failed_save_keeps_the_old_index(matcher: Matcher, tmp_path: Path, monke
     loaded = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
     assert loaded.stats()["results"] == 5
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+    names = {p.name for p in (tmp_path / "idx").iterdir()} - {"records.sqlite-wal", "records.sqlite-shm"}
+    assert names == {"records.sqlite", "snapshot"}
+
+
+def test_writes_after_a_snapshot_survive_a_restart(matcher: Matcher, tmp_path: Path) -> None:
+    matcher.save(tmp_path / "idx")
+    live = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    live.upsert_results([ResearchResult(id="new", title="锂离子电池正极材料包覆改性新工艺")])
+    live.delete_results(["battery"])
+    # No checkpoint: the reopened index must replay both writes from the store's change log.
+    reopened = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    ids = [m.result_id for m in reopened.match_batch([NEED], top_k=5)[0]]
+    assert ids[0] == "new" and "battery" not in ids
+    reopened.checkpoint()
+    assert reopened.store.changes_since(0) == {}
+    again = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    assert [m.result_id for m in again.match_batch([NEED], top_k=5)[0]] == ids
+
+
+def test_concurrent_writes_during_matching(matcher: Matcher) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write(start: int) -> None:
+        try:
+            for n in range(start, start + 20):
+                matcher.upsert_results([ResearchResult(id=f"w{n}", title=f"电池材料 第{n}号 工艺")])
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(30):
+                (matches,) = matcher.match_batch([NEED], top_k=3)
+                assert matches and matches[0].result_id == "battery"
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in (0, 100)]
+    threads += [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(matcher.results) == 5 + 40
+    assert matcher.store.count("results") == 5 + 40
