@@ -42,7 +42,8 @@ def _load(kind: str, path: Path, on_error: OnError, rejects: Path | None) -> Loa
               if isinstance(exc, RecordError) else str(exc))
     if loaded.rejects:
         target = rejects or path.with_name(path.name + ".rejects.jsonl")
-        write_rejects(loaded.rejects, target)
+        # A shared --rejects file collects every input's rejects (build_index empties it first).
+        write_rejects(loaded.rejects, target, append=rejects is not None)
         typer.echo(f"{len(loaded.rejects)} bad {kind} rows rejected, written with reasons to {target}",
                    err=True)
         for reject in loaded.rejects[:5]:
@@ -58,7 +59,7 @@ def _encoder(no_cache: bool, settings: Settings):  # type: ignore[no-untyped-def
 
 
 def build_index(
-    results_path: Path,
+    results_paths: list[Path],
     needs_path: Path | None,
     index_dir: Path,
     *,
@@ -69,7 +70,17 @@ def build_index(
 ) -> Matcher:
     """Load records, embed them (from the cache where possible), index and save; print a summary."""
     settings = settings or Settings()
-    results = _load("results", results_path, on_error, rejects).records
+    if rejects is not None:
+        rejects.unlink(missing_ok=True)
+    results = []
+    seen: dict[str, Path] = {}
+    for path in results_paths:
+        for record in _load("results", path, on_error, rejects).records:
+            if record.id in seen:
+                _fail(f"{path}: result id '{record.id}' is also in {seen[record.id]}; ids must be "
+                      "unique across all --results files")
+            seen[record.id] = path
+            results.append(record)
     needs = _load("needs", needs_path, on_error, None).records if needs_path else []
     encoder = _encoder(no_cache, settings)
     started = time.perf_counter()
@@ -95,7 +106,8 @@ def build_index(
 
 @index_app.command("build")
 def index_build(
-    results: Annotated[Path, typer.Option(help="research results: .jsonl (BEIR or native) or .csv")],
+    results: Annotated[list[Path], typer.Option(help="research results: .jsonl (BEIR or native) "
+                                                "or .csv; repeat the option for several files")],
     index_dir: Annotated[Path, typer.Option(help="directory to write the index to")],
     needs: Annotated[Optional[Path], typer.Option(help="enterprise needs, for results → needs")] = None,
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad row; report: "
@@ -174,7 +186,7 @@ def demo(
     """Index the bundled CSL papers and match the bundled example needs."""
     settings = Settings()
     target = index_dir or settings.cache_dir / "demo-index"
-    matcher = build_index(DEMO_DIR / "results.jsonl", DEMO_DIR / "needs.jsonl", target,
+    matcher = build_index([DEMO_DIR / "results.jsonl"], DEMO_DIR / "needs.jsonl", target,
                           settings=settings)
     needs = load_needs(DEMO_DIR / "needs.jsonl").records
     for need, matches in zip(needs, matcher.match_batch(needs, top_k=top_k)):
@@ -182,9 +194,13 @@ def demo(
 
 
 def _mount_subcommands() -> None:
+    from api.cli import serve
     from eval.cli import app as eval_app
+    from matcher.batch_cli import batch
 
     app.add_typer(eval_app, name="eval")
+    app.command("batch")(batch)
+    app.command("serve")(serve)
 
 
 _mount_subcommands()

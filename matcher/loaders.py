@@ -114,9 +114,9 @@ def load_records(path: str | Path, model: type[R], on_error: OnError = "raise") 
     return result
 
 
-def write_rejects(rejects: list[Reject], path: str | Path) -> None:
+def write_rejects(rejects: list[Reject], path: str | Path, append: bool = False) -> None:
     """Write rejected rows as JSONL: location, reason and the raw row, so none is lost."""
-    with Path(path).open("w", encoding="utf-8") as handle:
+    with Path(path).open("a" if append else "w", encoding="utf-8") as handle:
         for reject in rejects:
             handle.write(json.dumps(reject.__dict__, ensure_ascii=False) + "\n")
 

@@ -289,6 +289,9 @@ class Matcher:
         Raises:
             KeyError: a candidate id is not in the index.
         """
+        missing = [i for ids in candidate_ids for i in ids if i not in self.results.vector]
+        if missing:
+            raise KeyError(f"{len(missing)} candidate ids are not in the index, e.g. {missing[0]!r}")
         texts = [render_need(n) for n in needs]
         queries = self.encoder.encode_queries(texts)
         out: list[list[Match]] = []

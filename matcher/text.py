@@ -13,12 +13,14 @@ import re
 from matcher.records import EnterpriseNeed, ResearchResult
 
 MAX_RENDER_CHARS = 510
-_CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
+# Whitespace next to a Chinese character is a segmentation artefact (e.g. ``重金属 X射线``);
+# between two Latin words it is meaningful and stays.
+_CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
 _WHITESPACE = re.compile(r"\s+")
 
 
 def join_cjk(text: str) -> str:
-    """Drop spaces between Chinese characters (pre-segmented titles such as ``氟化锂 制备 方法``)."""
+    """Drop spaces next to Chinese characters (pre-segmented titles such as ``氟化锂 制备 方法``)."""
     return _WHITESPACE.sub(" ", _CJK_SPACE.sub("", text)).strip()
 
 

@@ -146,3 +146,18 @@ def test_concurrent_writes_during_matching(matcher: Matcher) -> None:
     assert errors == []
     assert len(matcher.results) == 5 + 40
     assert matcher.store.count("results") == 5 + 40
+
+
+def test_rerank_refuses_unknown_candidates(matcher: Matcher) -> None:
+    with pytest.raises(KeyError, match="not in the index"):
+        matcher.rerank_batch([NEED], [["battery", "ghost"]])
+
+
+def test_rendering_joins_segmented_chinese_only() -> None:
+    from matcher.text import join_cjk, render_result
+
+    assert join_cjk("重金属 X射线 荧光  监测仪") == "重金属X射线荧光监测仪"
+    assert join_cjk("deep learning 模型") == "deep learning模型"
+    long = ResearchResult(id="x", title="标题", description="长" * 1000, keywords=["甲", "乙"])
+    assert render_result(long).startswith("标题。长") and len(render_result(long)) == 510
+    assert render_result(ResearchResult(id="y", title="标题", keywords=["甲", "乙"])) == "标题。关键词：甲、乙"

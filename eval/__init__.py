@@ -1,0 +1,1 @@
+"""Relevance evaluation: BEIR data, graded metrics, reports and the labelling loop."""

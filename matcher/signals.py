@@ -1,0 +1,372 @@
+"""Signals of a (need, result) pair: pure functions of texts, arrays and records.
+
+Every function here is cheap, deterministic and model-free; embeddings arrive as arrays.
+The learned fusion (``models/fusion.py``) combines them, the reasons (``matcher/reasons.py``)
+explain them. A signal whose input is missing (no keywords, no field, no embeddings of the
+need's views) degrades to a neutral value instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexes.tokenizer import tokenize
+from matcher.need_analysis import KeyTerm
+from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.text import join_cjk
+
+# Words that name a kind of work rather than a technology; a result made mostly of them
+# ("高性能 材料 制备 工艺") matches every need a little and none well.
+GENERIC_TERMS: frozenset[str] = frozenset(
+    """技术 研究 方法 应用 制备 工艺 开发 研发 系统 装置 设备 产业化 关键技术 关键 高性能 新型
+    材料 生产 及其 基于 技术开发 示范 推广 集成 利用 产品 工程 分析 设计 平台 综合 高效""".split()
+)
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+_EPS = 1e-9
+
+
+# ----- within-query normalisation --------------------------------------------------------
+
+
+def zscore_within(values: np.ndarray) -> np.ndarray:
+    """Standardise a need's candidate values (mean 0, sd 1); constant values become 0.
+
+    Rerank quality depends on how a candidate stands among the need's other candidates,
+    not on the absolute level, which drifts with the need's length and wording.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values.astype(np.float32)
+    sd = float(values.std())
+    if sd < 1e-6:
+        return np.zeros(values.shape, np.float32)
+    return ((values - values.mean()) / sd).astype(np.float32)
+
+
+def max_normalise(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the query's best value (BM25 magnitudes differ between queries)."""
+    values = np.asarray(values, dtype=np.float32)
+    top = float(values.max()) if values.size else 0.0
+    return values / top if top > 0 else np.zeros_like(values)
+
+
+# ----- term statistics -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TermStats:
+    """Document frequencies of the result corpus, for IDF weights.
+
+    Built from the lexical index's token lists so that a term's weight reflects how often
+    it occurs among *results* (a need's 锂电池 is rare there, 技术 is everywhere).
+    """
+
+    document_frequency: Mapping[str, int]
+    documents: int
+
+    @classmethod
+    def from_token_lists(cls, token_lists: Iterable[Sequence[str]]) -> TermStats:
+        """Count, for each term, the documents that contain it."""
+        counts: Counter[str] = Counter()
+        documents = 0
+        for tokens in token_lists:
+            counts.update(set(tokens))
+            documents += 1
+        return cls(dict(counts), documents)
+
+    def idf(self, term: str) -> float:
+        """Smoothed IDF, ``log((N + 1) / (df + 1)) + 1``: positive, highest for unseen terms."""
+        return math.log((self.documents + 1) / (self.document_frequency.get(term, 0) + 1)) + 1.0
+
+
+def result_terms(result: ResearchResult) -> list[str]:
+    """The distinct technical terms of a result: its title words, then its keywords.
+
+    A title that arrives pre-segmented (``高活性 氟化锂 制备 方法``) keeps its boundaries:
+    each space-separated part is tokenised on its own.
+    """
+    terms: list[str] = []
+    for part in result.title.split():
+        terms.extend(tokenize(part))
+    terms.extend(k.strip().lower() for k in result.keywords if k.strip())
+    return list(dict.fromkeys(t for t in terms if len(t) >= 2 or not t.isascii()))
+
+
+def compact(text: str) -> str:
+    """Lower-cased text without spaces or punctuation, for substring and bigram tests."""
+    return _NON_WORD.sub("", join_cjk(text).lower())
+
+
+def char_bigrams(text: str) -> set[str]:
+    """Distinct character bigrams of ``compact(text)``."""
+    s = compact(text)
+    return {s[i : i + 2] for i in range(len(s) - 1)}
+
+
+# ----- pair signals ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A weighted overlap and the terms that made it, for the reasons."""
+
+    score: float
+    matched: tuple[str, ...]
+
+
+def term_overlap(need_text: str, terms: Sequence[str], stats: TermStats | None) -> Overlap:
+    """IDF-weighted share of a result's terms that occur in the need's text.
+
+    Matching is by substring of the compacted need text, because Chinese segmentation of
+    the two sides disagrees (``锂离子 电池`` vs ``锂离子电池``).
+
+    Args:
+        need_text: the need's text (title and description).
+        terms: the result's terms (:func:`result_terms`).
+        stats: corpus statistics; without them every term weighs 1.
+
+    Returns:
+        Score in [0, 1] and the matched terms, most informative first.
+    """
+    if not terms:
+        return Overlap(0.0, ())
+    haystack = compact(need_text)
+    weights = {t: stats.idf(t) if stats is not None else 1.0 for t in terms}
+    matched = [t for t in terms if compact(t) and compact(t) in haystack]
+    total = sum(weights.values())
+    score = sum(weights[t] for t in matched) / total if total > 0 else 0.0
+    return Overlap(float(score), tuple(sorted(matched, key=lambda t: -weights[t])))
+
+
+def key_term_overlap(key_terms: Sequence[KeyTerm], result_text: str) -> Overlap:
+    """Share of the need's key-term weight whose terms occur in the result's text.
+
+    Args:
+        key_terms: the need's key terms with TF-IDF weights (``need_analysis.key_terms``).
+        result_text: the result's title, keywords and description.
+
+    Returns:
+        Score in [0, 1] and the matched key terms, heaviest first.
+    """
+    total = sum(t.weight for t in key_terms)
+    if total <= 0:
+        return Overlap(0.0, ())
+    haystack = compact(result_text)
+    matched = [t for t in key_terms if compact(t.term) and compact(t.term) in haystack]
+    return Overlap(float(sum(t.weight for t in matched) / total), tuple(t.term for t in matched))
+
+
+def bigram_coverage(need_text: str, result_text: str) -> float:
+    """Share of the result's character bigrams that occur in the need's text, in [0, 1].
+
+    Robust to segmentation and to partial terms (``氮化硼`` in ``立方氮化硼``).
+    """
+    result_grams = char_bigrams(result_text)
+    if not result_grams:
+        return 0.0
+    return len(result_grams & char_bigrams(need_text)) / len(result_grams)
+
+
+def title_similarity(need_title: str, result_title: str) -> float:
+    """Jaccard similarity of the two titles' character bigrams, in [0, 1]."""
+    a, b = char_bigrams(need_title), char_bigrams(result_title)
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def dense_views(view_vectors: np.ndarray | None, result_vectors: np.ndarray | None,
+                fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of each result with the need's title and with its best-matching key sentence.
+
+    Args:
+        view_vectors: ``(k, dim)`` unit vectors of the need's views, row 0 the title and the
+            rest its key sentences (``need_analysis.key_sentences``).
+        result_vectors: ``(n, dim)`` unit vectors of the candidates.
+        fallback: ``(n,)`` cosine with the whole need, used for both when vectors are missing.
+
+    Returns:
+        ``(title_cosine, best_sentence_cosine)``, each ``(n,)``.
+    """
+    fallback = np.asarray(fallback, np.float32)
+    if view_vectors is None or result_vectors is None or len(view_vectors) == 0:
+        return fallback, fallback
+    # Inner product is cosine here: both sides are L2-normalised by the encoder.
+    sims = np.asarray(result_vectors, np.float32) @ np.asarray(view_vectors, np.float32).T
+    return sims[:, 0], sims.max(axis=1)
+
+
+def specificity(terms: Sequence[str], stats: TermStats | None) -> tuple[float, float]:
+    """How specific a result is: mean IDF of its terms and the share of generic terms.
+
+    Returns:
+        ``(mean_idf, generic_share)``; ``(0, 1)`` for a result without terms.
+    """
+    if not terms:
+        return 0.0, 1.0
+    mean_idf = float(np.mean([stats.idf(t) for t in terms])) if stats is not None else 0.0
+    generic = sum(t in GENERIC_TERMS for t in terms) / len(terms)
+    return mean_idf, float(generic)
+
+
+def _labels_agree(a: str | None, b: str | None) -> float | None:
+    if not a or not b:
+        return None
+    a, b = compact(a), compact(b)
+    if not a or not b:
+        return None
+    if a in b or b in a:
+        return 1.0
+    ga = {a[i : i + 2] for i in range(len(a) - 1)} or {a}
+    gb = {b[i : i + 2] for i in range(len(b) - 1)} or {b}
+    return len(ga & gb) / len(ga | gb)
+
+
+def field_agreement(need: EnterpriseNeed, result: ResearchResult) -> float:
+    """Agreement of the need's industry and the result's field, in [-1, 1].
+
+    1 when one names the other (``新能源`` / ``新能源汽车``), partial credit for shared
+    bigrams, -1 when both are given and share nothing, 0 when either is missing.
+    """
+    agree = _labels_agree(need.industry, result.field)
+    if agree is None:
+        return 0.0
+    return 1.0 if agree >= 1.0 else (agree if agree > 0 else -1.0)
+
+
+# Maturity ladder of a result, lowest first; a need states the lowest stage it can take on.
+MATURITY_LEVELS: tuple[str, ...] = ("研发阶段", "小试", "中试", "产业化", "成熟应用")
+
+
+def _maturity_level(value: str | None) -> int | None:
+    if not value:
+        return None
+    for level, name in enumerate(MATURITY_LEVELS):
+        if name in value or value in name:
+            return level
+    return None
+
+
+def maturity_compatibility(need: EnterpriseNeed, result: ResearchResult) -> float:
+    """1 if the result is at least as mature as the need asks (``need.metadata['maturity']``),
+    -1 if it is less mature, 0 when either side is missing or unrecognised."""
+    asked = _maturity_level(need.metadata.get("maturity") if need.metadata else None)
+    offered = _maturity_level(result.maturity)
+    if asked is None or offered is None:
+        return 0.0
+    return 1.0 if offered >= asked else -1.0
+
+
+def transfer_mode_compatibility(need: EnterpriseNeed, result: ResearchResult) -> float:
+    """1 if the result offers a transfer mode the need accepts (``need.metadata['transfer_modes']``,
+    e.g. 技术转让, 许可, 合作开发), -1 if none, 0 when either side is missing."""
+    wanted = need.metadata.get("transfer_modes") if need.metadata else None
+    if isinstance(wanted, str):
+        wanted = [w for w in re.split(r"[;；,，、]", wanted) if w.strip()]
+    if not wanted or not result.transfer_modes:
+        return 0.0
+    offered = {compact(m) for m in result.transfer_modes}
+    return 1.0 if any(compact(w) in offered for w in wanted) else -1.0
+
+
+def region_match(need: EnterpriseNeed, result: ResearchResult) -> float:
+    """1 when need and result name the same region (either contains the other), else 0.
+
+    Proximity helps a transfer but never disqualifies, so a mismatch is neutral.
+    """
+    agree = _labels_agree(need.region, result.region)
+    return 1.0 if agree is not None and agree >= 1.0 else 0.0
+
+
+# ----- all signals of one need's candidates ----------------------------------------------
+
+
+@dataclass
+class PairSignals:
+    """Raw signals of one need's candidates (arrays aligned with the candidates), with the
+    matched terms per candidate that the reasons quote."""
+
+    values: dict[str, np.ndarray]
+    matched_terms: list[tuple[str, ...]]
+    matched_key_terms: list[tuple[str, ...]]
+
+
+SIGNAL_NAMES: tuple[str, ...] = (
+    "dense", "dense_title", "dense_sentence", "lexical", "term_overlap", "key_term_overlap",
+    "bigram_coverage", "title_similarity", "mean_idf", "generic_share",
+    "field", "maturity", "transfer_mode", "region",
+)
+
+
+def result_text(result: ResearchResult) -> str:
+    """Title, keywords and description of a result, for substring and bigram tests."""
+    return " ".join([result.title, " ".join(result.keywords), result.description])
+
+
+def compute_signals(
+    need: EnterpriseNeed,
+    need_text: str,
+    results: Sequence[ResearchResult],
+    dense: np.ndarray,
+    lexical: np.ndarray,
+    key_terms: Sequence[KeyTerm],
+    *,
+    stats: TermStats | None = None,
+    view_vectors: np.ndarray | None = None,
+    result_vectors: np.ndarray | None = None,
+) -> PairSignals:
+    """Every signal of :data:`SIGNAL_NAMES` for one need's candidates.
+
+    Args:
+        need: the need record (industry, region, metadata).
+        need_text: the rendered need, as encoded and BM25-scored.
+        results: the candidates.
+        dense: ``(n,)`` cosine of need and candidates.
+        lexical: ``(n,)`` raw BM25 with whole-corpus statistics.
+        key_terms: the need's key terms (``need_analysis.analyse_need``).
+        stats: result-corpus term statistics for IDF weights (uniform weights without).
+        view_vectors: ``(k, dim)`` the need's title and key sentences, encoded as queries.
+        result_vectors: ``(n, dim)`` the candidates' embeddings.
+
+    Returns:
+        Raw (not yet within-need normalised) signals and the matched terms.
+    """
+    n = len(results)
+    dense = np.asarray(dense, np.float32).reshape(n)
+    lexical = np.asarray(lexical, np.float32).reshape(n)
+    title_cos, sentence_cos = dense_views(view_vectors, result_vectors, dense)
+    cols: dict[str, list[float]] = {name: [] for name in SIGNAL_NAMES[4:]}
+    matched: list[tuple[str, ...]] = []
+    matched_key: list[tuple[str, ...]] = []
+    for result in results:
+        terms = result_terms(result)
+        text = result_text(result)
+        overlap = term_overlap(need_text, terms, stats)
+        key_overlap = key_term_overlap(key_terms, text)
+        mean_idf, generic = specificity(terms, stats)
+        cols["term_overlap"].append(overlap.score)
+        cols["key_term_overlap"].append(key_overlap.score)
+        cols["bigram_coverage"].append(bigram_coverage(need_text, join_cjk(result.title)))
+        cols["title_similarity"].append(title_similarity(need.title, result.title))
+        cols["mean_idf"].append(mean_idf)
+        cols["generic_share"].append(generic)
+        cols["field"].append(field_agreement(need, result))
+        cols["maturity"].append(maturity_compatibility(need, result))
+        cols["transfer_mode"].append(transfer_mode_compatibility(need, result))
+        cols["region"].append(region_match(need, result))
+        matched.append(overlap.matched)
+        matched_key.append(key_overlap.matched)
+    values = {
+        "dense": dense,
+        "dense_title": np.asarray(title_cos, np.float32),
+        "dense_sentence": np.asarray(sentence_cos, np.float32),
+        "lexical": lexical,
+        **{name: np.asarray(v, np.float32) for name, v in cols.items()},
+    }
+    return PairSignals(values, matched, matched_key)
