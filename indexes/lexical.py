@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,28 @@ import numpy as np
 
 from indexes.persistence import load_json, save_json
 from indexes.tokenizer import tokenize
+
+
+@dataclass(frozen=True)
+class QueryScores:
+    """BM25 of one query against every live document of the index."""
+
+    values: np.ndarray
+    order: list[str]  # document id of each position of ``values``
+    row: dict[str, int]  # position of each document id
+
+    def for_ids(self, ids: Sequence[str]) -> np.ndarray:
+        """Scores of ``ids`` (0 for ids not in the index)."""
+        return np.array([self.values[self.row[i]] if i in self.row else 0.0 for i in ids], np.float32)
+
+    def top(self, n: int) -> list[tuple[str, float]]:
+        """The ``n`` best documents with a positive score, best first."""
+        if not len(self.values) or n <= 0:
+            return []
+        n = min(n, len(self.values))
+        top = np.argpartition(-self.values, n - 1)[:n]
+        top = top[np.argsort(-self.values[top], kind="stable")]
+        return [(self.order[p], float(self.values[p])) for p in top if self.values[p] > 0]
 
 
 class LexicalIndex:
@@ -65,33 +88,21 @@ class LexicalIndex:
                 self._order, self._row, self._bm25 = order, {i: n for n, i in enumerate(order)}, bm25
             return self._bm25, self._order, self._row
 
-    def scores(self, query: str | list[str]) -> tuple[np.ndarray, list[str]]:
-        """BM25 of one query against every live document, with the ids in matching order."""
-        bm25, order, _ = self._ready()
+    def scores(self, query: str | list[str]) -> QueryScores:
+        """BM25 of one query (text or tokens) against every live document."""
+        bm25, order, row = self._ready()
         if bm25 is None:
-            return np.zeros(0, dtype=np.float32), []
+            return QueryScores(np.zeros(0, dtype=np.float32), [], {})
         tokens = tokenize(query) if isinstance(query, str) else query
-        return bm25.get_scores(tokens).astype(np.float32), order
+        return QueryScores(bm25.get_scores(tokens).astype(np.float32), order, row)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """Top ``k`` documents per query by BM25, best first; documents scoring 0 are left out."""
-        out: list[list[tuple[str, float]]] = []
-        for query in queries:
-            scores, order = self.scores(query)
-            if not len(scores) or k <= 0:
-                out.append([])
-                continue
-            k_eff = min(k, len(scores))
-            top = np.argpartition(-scores, k_eff - 1)[:k_eff]
-            top = top[np.argsort(-scores[top], kind="stable")]
-            out.append([(order[p], float(scores[p])) for p in top if scores[p] > 0])
-        return out
+        return [self.scores(query).top(k) for query in queries]
 
     def scores_for(self, query: str, ids: Sequence[str]) -> np.ndarray:
         """BM25 of ``query`` against the given documents (0 for ids not in the index)."""
-        scores, _ = self.scores(query)
-        _, _, row = self._ready()
-        return np.array([scores[row[i]] if i in row else 0.0 for i in ids], dtype=np.float32)
+        return self.scores(query).for_ids(ids)
 
     def save(self, directory: Path) -> dict[str, Any]:
         with self._lock:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from indexes.collection import Collection
+from indexes.lexical import QueryScores
 from indexes.tokenizer import tokenize
 from indexes.persistence import (
     atomic_directory,
@@ -273,9 +274,9 @@ class Matcher:
         with self._lock.read():
             dense_hits = self.results.vector.search(queries, n_cand)
             for need, text, query, hits in zip(needs, texts, queries, dense_hits):
-                bm25_all, order = self.results.lexical.scores(text)
-                ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
-                out.append(self._rank(need, text, query, ids, bm25_all, order, top_k, filters, config))
+                bm25 = self.results.lexical.scores(text)
+                ids = list(dict.fromkeys([i for i, _ in hits] + [i for i, _ in bm25.top(n_cand)]))
+                out.append(self._rank(need, text, query, ids, bm25, top_k, filters, config))
         return out
 
     def rerank_batch(
@@ -297,8 +298,8 @@ class Matcher:
         out: list[list[Match]] = []
         with self._lock.read():
             for need, text, query, ids in zip(needs, texts, queries, candidate_ids):
-                bm25_all, order = self.results.lexical.scores(text)
-                out.append(self._rank(need, text, query, list(ids), bm25_all, order, len(ids), None, config))
+                bm25 = self.results.lexical.scores(text)
+                out.append(self._rank(need, text, query, list(ids), bm25, len(ids), None, config))
         return out
 
     def _rank(
@@ -307,8 +308,7 @@ class Matcher:
         text: str,
         query: np.ndarray,
         ids: list[str],
-        bm25_all: np.ndarray,
-        order: list[str],
+        bm25: QueryScores,
         top_k: int,
         filters: MatchFilters | None,
         config: str,
@@ -317,13 +317,12 @@ class Matcher:
         ids = [i for i in ids if i in records and (filters is None or filters.accepts(records[i]))]
         if not ids:
             return []
-        row = {record_id: n for n, record_id in enumerate(order)}
         batch = CandidateBatch(
             need=need,
             need_text=text,
             results=[records[i] for i in ids],
             dense=self.results.vector.vectors_for(ids) @ query,
-            lexical=np.array([bm25_all[row[i]] if i in row else 0.0 for i in ids], np.float32),
+            lexical=bm25.for_ids(ids),
         )
         scored = score_batch(batch, config)
         ranking = np.argsort(-scored.scores, kind="stable")[:top_k]
@@ -356,21 +355,20 @@ class Matcher:
         with self._lock.read():
             dense_hits = self.needs.vector.search(queries, n_cand)
             for text, query, hits in zip(texts, queries, dense_hits):
-                bm25_all, order = self.needs.lexical.scores(text)
-                ids = list(dict.fromkeys([i for i, _ in hits] + _top_ids(bm25_all, order, n_cand)))
-                out.append(self._rank_needs(query, ids, bm25_all, order, top_k))
+                bm25 = self.needs.lexical.scores(text)
+                ids = list(dict.fromkeys([i for i, _ in hits] + [i for i, _ in bm25.top(n_cand)]))
+                out.append(self._rank_needs(query, ids, bm25, top_k))
         return out
 
     def _rank_needs(
-        self, query: np.ndarray, ids: list[str], bm25_all: np.ndarray, order: list[str], top_k: int
+        self, query: np.ndarray, ids: list[str], bm25: QueryScores, top_k: int
     ) -> list[NeedMatch]:
         records = self.store.needs(ids)
         ids = [i for i in ids if i in records]
         if not ids:
             return []
-        row = {record_id: n for n, record_id in enumerate(order)}
         dense = self.needs.vector.vectors_for(ids) @ query
-        lexical = np.array([bm25_all[row[i]] if i in row else 0.0 for i in ids], np.float32)
+        lexical = bm25.for_ids(ids)
         scores = fuse_hybrid(dense, lexical)
         ranking = np.argsort(-scores, kind="stable")[:top_k]
         return [
@@ -387,13 +385,3 @@ class Matcher:
             "encoder": self.encoder.fingerprint,
             "index": self.results.vector.spec.kind,
         }
-
-
-def _top_ids(scores: np.ndarray, order: list[str], n: int) -> list[str]:
-    """Ids of the ``n`` best positive BM25 scores, best first."""
-    if not len(scores):
-        return []
-    n = min(n, len(scores))
-    top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [order[p] for p in top if scores[p] > 0]

@@ -48,9 +48,10 @@ def test_bm25_matches_independent_implementation() -> None:
     index = LexicalIndex(k1=1.2, b=0.75)
     index.add(list(DOCS), list(DOCS.values()))
     query = "锂电池正极材料改性"
-    scores, order = index.scores(query)
+    scores = index.scores(query)
     reference = _reference_bm25(tokenize(query), {k: tokenize(v) for k, v in DOCS.items()}, 1.2, 0.75)
-    assert dict(zip(order, scores.tolist())) == pytest.approx(reference, rel=1e-5)
+    assert dict(zip(scores.order, scores.values.tolist())) == pytest.approx(reference, rel=1e-5)
+    assert scores.for_ids(["c", "a"]).tolist() == pytest.approx([reference["c"], reference["a"]], rel=1e-5)
     hits = index.search([query], 3)[0]
     assert hits[0][0] == "a"
     assert all(doc in {"a", "b", "e"} for doc, _ in hits)
