@@ -26,7 +26,7 @@ from eval.datasets import (
     load_run,
     write_run,
 )
-from eval.labels import LabelImportError, build_pool, import_labels, write_pool
+from eval.labels import LabelImportError, LabelRules, build_pool, import_labels, write_pool
 from eval.metrics import BootstrapSettings, MetricSettings
 from eval.report import ReportPaths, build_manifest, headline_metrics, write_reports
 from eval.runner import (
@@ -53,6 +53,17 @@ app = typer.Typer(
     help="Evaluate ranking quality on graded relevance labels (BEIR layout).",
     invoke_without_command=True,
     pretty_exceptions_enable=False,
+)
+
+# Failures a user can fix (bad data, a missing model, a stale index): a message, not a traceback.
+_EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    DatasetError,
+    LabelImportError,
+    RecordError,
+    IndexMismatchError,
+    ModelNotFoundError,
+    FileNotFoundError,
+    ValueError,
 )
 
 
@@ -330,14 +341,7 @@ def evaluate(
             use_cache=not no_cache,
         )
         evaluation, paths = run_evaluation(request, command=sys.argv)
-    except (
-        DatasetError,
-        RecordError,
-        IndexMismatchError,
-        ModelNotFoundError,
-        FileNotFoundError,
-        ValueError,
-    ) as error:
+    except _EXPECTED_ERRORS as error:
         _fail(str(error))
     typer.echo(
         f"{evaluation.mode} mode, {evaluation.n_queries} judged queries (* = default configuration)"
@@ -371,14 +375,7 @@ def export_candidates(
         configs = parse_configs(config) if config else list(matcher.configs)
         rows = build_pool(matcher, needs_list, top_k=top_k, configs=configs, exclude=exclude)
         count = write_pool(rows, out)
-    except (
-        DatasetError,
-        RecordError,
-        IndexMismatchError,
-        ModelNotFoundError,
-        FileNotFoundError,
-        ValueError,
-    ) as error:
+    except _EXPECTED_ERRORS as error:
         _fail(str(error))
     typer.echo(
         f"wrote {count} pairs for {len(needs_list)} needs to {out} "
@@ -402,16 +399,15 @@ def import_labels_command(
 ) -> None:
     """Validate graded labels (unknown ids, labels out of range, duplicates) and write qrels."""
     try:
-        summary = import_labels(
-            pool,
-            out,
+        rules = LabelRules(
             query_ids=set(load_queries(queries)),
             corpus_ids=set(load_corpus(corpus)),
             min_label=min_label,
             max_label=max_label,
             skip_blank=skip_blank,
         )
-    except (LabelImportError, DatasetError, FileNotFoundError, ValueError) as error:
+        summary = import_labels(pool, out, rules)
+    except _EXPECTED_ERRORS as error:
         _fail(str(error))
     counts = ", ".join(f"label {label}: {count}" for label, count in summary.label_counts.items())
     skipped = f"; {summary.skipped_blank} ungraded rows skipped" if summary.skipped_blank else ""

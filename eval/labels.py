@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.datasets import Qrels, atomic_write_text, write_qrels
+from matcher.loaders import Reject
 
 if TYPE_CHECKING:
     from matcher.matcher import Matcher
@@ -67,25 +68,46 @@ class PoolRow:
     result_text: str
 
 
-@dataclass(frozen=True)
-class LabelIssue:
-    """A problem in a graded pool file.
+class LabelIssue(Reject):
+    """A problem in a graded pool file: a rejected row, as :mod:`matcher.loaders` reports them.
 
-    Attributes:
-        file: The file.
-        line: Line number (1 = header).
-        field: Column name.
-        message: What is wrong and what is allowed.
+    ``line`` is 1 for the header; ``raw`` is the row's cells joined by the file's delimiter.
     """
 
-    file: str
-    line: int
-    field: str
-    message: str
-
     def describe(self) -> str:
-        """``file:line: field 'x': message``."""
+        """``file:line: field 'x': message``, the form editors and terminals jump to."""
         return f"{self.file}:{self.line}: field {self.field!r}: {self.message}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelRules:
+    """What a graded pool is checked against.
+
+    Attributes:
+        query_ids: Known need ids; None skips that check.
+        corpus_ids: Known result ids; None skips that check.
+        min_label: Smallest allowed label.
+        max_label: Largest allowed label.
+        skip_blank: Skip rows whose label is blank instead of reporting them.
+
+    Raises:
+        ValueError: If ``min_label`` > ``max_label``.
+    """
+
+    query_ids: Collection[str] | None
+    corpus_ids: Collection[str] | None
+    min_label: int = 0
+    max_label: int = 3
+    skip_blank: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_label > self.max_label:
+            raise ValueError(f"min_label {self.min_label} is above max_label {self.max_label}")
+        # Frozen: set the membership-friendly copies through object.__setattr__.
+        for name in ("query_ids", "corpus_ids"):
+            ids = getattr(self, name)
+            if ids is not None:
+                object.__setattr__(self, name, frozenset(ids))
 
 
 class LabelImportError(ValueError):
@@ -261,58 +283,68 @@ def _delimiter(header_line: str) -> str:
     return max(counts, key=lambda delimiter: counts[delimiter])
 
 
-def read_labels(
-    path: str | Path,
-    *,
-    query_ids: Iterable[str] | None,
-    corpus_ids: Iterable[str] | None,
-    min_label: int = 0,
-    max_label: int = 3,
-    skip_blank: bool = False,
-) -> tuple[Qrels, int]:
+def _label(raw_label: str) -> int | None:
+    # Spreadsheets may write 2 as "2.0"; anything that is not a whole number is not a label.
+    try:
+        value = float(raw_label)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def _row_problems(
+    cells: Mapping[str, str], label: int | None, rules: LabelRules
+) -> list[tuple[str, str]]:
+    """``(field, message)`` of every problem of one row, duplicates aside."""
+    problems = []
+    checks = (("query-id", rules.query_ids, "need"), ("corpus-id", rules.corpus_ids, "result"))
+    for column, known, noun in checks:
+        value = cells[column]
+        if not value:
+            problems.append((column, "empty"))
+        elif known is not None and value not in known:
+            problems.append((column, f"unknown {noun} id {value!r}"))
+    scale = f"{rules.min_label}–{rules.max_label}"
+    raw_label = cells["label"]
+    if not raw_label:
+        if not rules.skip_blank:
+            problems.append(("label", f"blank; grade it {scale} or use --skip-blank"))
+    elif label is None:
+        problems.append(("label", f"{raw_label!r} is not an integer {scale}"))
+    elif not rules.min_label <= label <= rules.max_label:
+        problems.append(("label", f"{label} is out of range {scale}"))
+    return problems
+
+
+def read_labels(path: str | Path, rules: LabelRules) -> tuple[Qrels, int]:
     """Read and validate a graded pool.
 
     Args:
         path: The graded CSV.
-        query_ids: Known need ids; None skips that check.
-        corpus_ids: Known result ids; None skips that check.
-        min_label: Smallest allowed label.
-        max_label: Largest allowed label.
-        skip_blank: Skip rows whose label is blank instead of reporting them.
+        rules: Known ids, the label scale and what to do with blank labels.
 
     Returns:
         ``(qrels, skipped_blank_rows)``.
 
     Raises:
         LabelImportError: Listing every problem found.
-        ValueError: If ``min_label`` > ``max_label``.
     """
-    if min_label > max_label:
-        raise ValueError(f"min_label {min_label} is above max_label {max_label}")
     path = Path(path)
     name = str(path)
     text = _decode(path.read_bytes())
     lines = text.splitlines()
     if not lines:
-        raise LabelImportError([LabelIssue(name, 1, "header", "the file is empty")])
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(lines[0]))
+        raise LabelImportError([LabelIssue(name, 1, "header", "the file is empty", "")])
+    delimiter = _delimiter(lines[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [column.strip() for column in next(reader)]
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
+        message = f"column missing; the header needs {', '.join(REQUIRED_COLUMNS)}"
         raise LabelImportError(
-            [
-                LabelIssue(
-                    name,
-                    1,
-                    column,
-                    f"column missing; the header needs {', '.join(REQUIRED_COLUMNS)}",
-                )
-                for column in missing
-            ]
+            [LabelIssue(name, 1, column, message, lines[0]) for column in missing]
         )
     position = {column: header.index(column) for column in REQUIRED_COLUMNS}
-    known_queries = set(query_ids) if query_ids is not None else None
-    known_docs = set(corpus_ids) if corpus_ids is not None else None
     issues: list[LabelIssue] = []
     qrels: Qrels = {}
     first_line: dict[tuple[str, str], int] = {}
@@ -324,97 +356,35 @@ def read_labels(
         if not any(cell.strip() for cell in row):
             continue
         cells = {column: (row[i].strip() if i < len(row) else "") for column, i in position.items()}
-        query_id, corpus_id, raw_label = cells["query-id"], cells["corpus-id"], cells["label"]
-        row_ok = True
-        if not query_id:
-            issues.append(LabelIssue(name, start, "query-id", "empty"))
-            row_ok = False
-        elif known_queries is not None and query_id not in known_queries:
-            issues.append(LabelIssue(name, start, "query-id", f"unknown need id {query_id!r}"))
-            row_ok = False
-        if not corpus_id:
-            issues.append(LabelIssue(name, start, "corpus-id", "empty"))
-            row_ok = False
-        elif known_docs is not None and corpus_id not in known_docs:
-            issues.append(LabelIssue(name, start, "corpus-id", f"unknown result id {corpus_id!r}"))
-            row_ok = False
-        label: int | None = None
-        if not raw_label:
-            if skip_blank:
-                skipped += 1
-                continue
-            issues.append(
-                LabelIssue(
-                    name,
-                    start,
-                    "label",
-                    f"blank; grade it {min_label}–{max_label} or use --skip-blank",
-                )
-            )
-            row_ok = False
-        else:
-            try:
-                label = int(float(raw_label)) if float(raw_label).is_integer() else None
-            except ValueError:
-                label = None
-            if label is None:
-                issues.append(
-                    LabelIssue(
-                        name,
-                        start,
-                        "label",
-                        f"{raw_label!r} is not an integer {min_label}–{max_label}",
-                    )
-                )
-                row_ok = False
-            elif not min_label <= label <= max_label:
-                issues.append(
-                    LabelIssue(
-                        name, start, "label", f"{label} is out of range {min_label}–{max_label}"
-                    )
-                )
-                row_ok = False
-        if query_id and corpus_id:
+        query_id, corpus_id = cells["query-id"], cells["corpus-id"]
+        label = _label(cells["label"])
+        problems = _row_problems(cells, label, rules)
+        if not cells["label"] and rules.skip_blank:
+            # Skipped, yet a bad id on the row is still reported: it is worth fixing now.
+            skipped += 1
+        elif query_id and corpus_id:
             key = (query_id, corpus_id)
             if key in first_line:
-                issues.append(
-                    LabelIssue(
-                        name,
-                        start,
-                        "corpus-id",
-                        f"pair ({query_id}, {corpus_id}) duplicates line {first_line[key]}",
-                    )
-                )
-                row_ok = False
+                duplicate = f"pair ({query_id}, {corpus_id}) duplicates line {first_line[key]}"
+                problems.append(("corpus-id", duplicate))
             else:
                 first_line[key] = start
-        if row_ok and label is not None:
+        raw = delimiter.join(row)
+        issues.extend(LabelIssue(name, start, field, message, raw) for field, message in problems)
+        if not problems and label is not None:
             qrels.setdefault(query_id, {})[corpus_id] = label
     if issues:
         raise LabelImportError(issues)
     return qrels, skipped
 
 
-def import_labels(
-    pool_path: str | Path,
-    out_path: str | Path,
-    *,
-    query_ids: Iterable[str] | None,
-    corpus_ids: Iterable[str] | None,
-    min_label: int = 0,
-    max_label: int = 3,
-    skip_blank: bool = False,
-) -> ImportSummary:
+def import_labels(pool_path: str | Path, out_path: str | Path, rules: LabelRules) -> ImportSummary:
     """Validate a graded pool and write it as BEIR qrels; nothing is written if there is a problem.
 
     Args:
         pool_path: The graded CSV.
         out_path: The qrels TSV to write.
-        query_ids: Known need ids (None skips the check).
-        corpus_ids: Known result ids (None skips the check).
-        min_label: Smallest allowed label.
-        max_label: Largest allowed label.
-        skip_blank: Skip ungraded rows instead of failing.
+        rules: Known ids, the label scale and what to do with blank labels.
 
     Returns:
         A summary of what was written.
@@ -422,16 +392,9 @@ def import_labels(
     Raises:
         LabelImportError: Listing every problem found.
     """
-    qrels, skipped = read_labels(
-        pool_path,
-        query_ids=query_ids,
-        corpus_ids=corpus_ids,
-        min_label=min_label,
-        max_label=max_label,
-        skip_blank=skip_blank,
-    )
+    qrels, skipped = read_labels(pool_path, rules)
     write_qrels(qrels, out_path)
-    counts: dict[int, int] = {label: 0 for label in range(min_label, max_label + 1)}
+    counts: dict[int, int] = {label: 0 for label in range(rules.min_label, rules.max_label + 1)}
     for labels in qrels.values():
         for label in labels.values():
             counts[label] += 1

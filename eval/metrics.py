@@ -162,7 +162,7 @@ def mrr_at_k(ranking: Sequence[str], labels: Labels, k: int, strong_min: int = 2
     Args:
         ranking: Result ids, best first.
         labels: The query's graded labels; missing ids count as 0.
-        k: Cut-off.
+        k: Cut-off: a first relevant result below it scores as none.
         strong_min: Smallest label counted as relevant.
 
     Returns:
@@ -179,8 +179,9 @@ def recall_at_k(ranking: Sequence[str], labels: Labels, k: int, strong_min: int 
     """Share of the query's results with label >= ``strong_min`` found in the top ``k``.
 
     Args:
-        ranking: Result ids, best first.
-        labels: The query's graded labels; missing ids count as 0.
+        ranking: Result ids, best first; an id listed twice is found once.
+        labels: The query's graded labels; all those >= ``strong_min`` make
+            the denominator, ranked or not.
         k: Cut-off.
         strong_min: Smallest label counted as relevant.
 
@@ -331,15 +332,22 @@ class BootstrapSettings:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
 
-def _resample_indices(n_queries: int, settings: BootstrapSettings) -> np.ndarray:
+def _bootstrap(
+    values: np.ndarray, settings: BootstrapSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means of resampled query sets and their percentile interval.
+
+    ``values`` has one row per query (and one column per metric, if 2-d); the
+    same resampled query sets serve every column. Returns ``(means, low, high)``
+    with ``means`` of shape ``(n_resamples, ...)``.
+    """
+    n_queries = len(values)
     rng = np.random.default_rng(settings.seed)
-    return rng.integers(0, n_queries, size=(settings.n_resamples, n_queries))
-
-
-def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
-    return low, high
+    indices = rng.integers(0, n_queries, size=(settings.n_resamples, n_queries))
+    means = values[indices].mean(axis=1)
+    tail = (1.0 - settings.confidence) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
+    return means, low, high
 
 
 def bootstrap_ci(
@@ -358,8 +366,7 @@ def bootstrap_ci(
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0:
         return (float("nan"), float("nan"))
-    means = array[_resample_indices(array.size, settings)].mean(axis=1)
-    low, high = _percentile_interval(means, settings.confidence)
+    _, low, high = _bootstrap(array, settings)
     return (float(low), float(high))
 
 
@@ -380,11 +387,7 @@ def bootstrap_cis(
         return {}
     query_ids = sorted(per_query)
     names = list(per_query[query_ids[0]])
-    matrix = metric_matrix(per_query, names, query_ids)
-    indices = _resample_indices(len(query_ids), settings)
-    # (resamples, queries, metrics) -> (resamples, metrics)
-    means = matrix[indices].mean(axis=1)
-    low, high = _percentile_interval(means, settings.confidence)
+    _, low, high = _bootstrap(metric_matrix(per_query, names, query_ids), settings)
     return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, low, high, strict=True)}
 
 
@@ -449,8 +452,7 @@ def paired_bootstrap(
         nan = float("nan")
         return (nan, nan, nan, nan)
     differences = b - a
-    samples = differences[_resample_indices(a.size, settings)].mean(axis=1)
-    low, high = _percentile_interval(samples, settings.confidence)
+    samples, low, high = _bootstrap(differences, settings)
     p_value = min(1.0, 2.0 * min(float(np.mean(samples <= 0.0)), float(np.mean(samples >= 0.0))))
     return (float(differences.mean()), float(low), float(high), p_value)
 

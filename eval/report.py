@@ -10,38 +10,33 @@ the value of every metric for every query, ``config`` what was measured and
 
 from __future__ import annotations
 
-import base64
-import functools
 import html
-import io
 import json
 import math
 import platform
 import subprocess
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import font_manager, rc_context
-from matplotlib.figure import Figure
 
 from eval.datasets import atomic_write_text, sha256_file
+from eval.plots import (
+    calibration_figure,
+    png_base64,
+    precision_at_k_figure,
+    score_distribution_figure,
+)
 from eval.runner import ConfigEvaluation, Evaluation
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 REPORT_SCHEMA_VERSION = 1
-# Shown first in tables; the rest stay in report.json.
-HEADLINE_FAMILIES: tuple[str, ...] = (
-    "strong_precision",
-    "strict_precision",
-    "ndcg",
-    "mrr",
-    "recall",
-)
 LIBRARIES: tuple[str, ...] = (
     "numpy",
     "torch",
@@ -58,16 +53,6 @@ LABEL_NAMES: dict[int, str] = {
     2: "较强相关 fairly strong",
     3: "强相关 strong",
 }
-_CJK_FONTS: tuple[str, ...] = (
-    "Noto Sans CJK SC",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "SimHei",
-    "Microsoft YaHei",
-    "PingFang SC",
-)
 
 
 @dataclass(frozen=True)
@@ -417,188 +402,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- plots
-
-
-_CJK_FONT_FILES: tuple[str, ...] = (
-    "wqy",
-    "notosanscjk",
-    "notosanssc",
-    "sourcehansans",
-    "simhei",
-    "msyh",
-)
-
-
-@functools.cache
-def _cjk_font() -> str | None:
-    def installed() -> str | None:
-        available = {entry.name for entry in font_manager.fontManager.ttflist}
-        return next((name for name in _CJK_FONTS if name in available), None)
-
-    found = installed()
-    if found:
-        return found
-    # Matplotlib's font cache predates fonts installed later; register them directly.
-    for path in font_manager.findSystemFonts():
-        if any(token in Path(path).name.lower() for token in _CJK_FONT_FILES):
-            try:
-                font_manager.fontManager.addfont(path)
-            except (OSError, RuntimeError, ValueError):
-                continue
-    return installed()
-
-
-def _plot_style() -> dict[str, Any]:
-    style: dict[str, Any] = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False}
-    font = _cjk_font()
-    if font:
-        # Tier names may be Chinese; without a CJK font they would render as boxes.
-        style["font.sans-serif"] = [font, "DejaVu Sans"]
-    return style
-
-
-def _png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # Without a CJK font, Chinese tier names become boxes: one warning per glyph is noise.
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def plot_precision_at_k(evaluation: Evaluation) -> str:
-    """Strong precision, strict precision and nDCG at each cut-off, per configuration.
-
-    Args:
-        evaluation: The evaluation.
-
-    Returns:
-        A base64 PNG.
-    """
-    ks = sorted(set(evaluation.settings.ks))
-    families = [
-        (
-            "strong_precision",
-            f"strongly related precision@k (label ≥ {evaluation.settings.strong_min})",
-        ),
-        ("strict_precision", f"strict precision@k (label = {evaluation.settings.scale_top})"),
-        ("ndcg", "nDCG@k"),
-    ]
-    with rc_context(_plot_style()):
-        figure = Figure(figsize=(12, 3.8), layout="constrained")
-        axes = figure.subplots(1, len(families))
-        for axis, (family, title) in zip(axes, families, strict=True):
-            count = len(evaluation.configs)
-            for index, (name, result) in enumerate(evaluation.configs.items()):
-                # Dodge the configurations sideways so that equal values stay visible.
-                dodge = (index - (count - 1) / 2) * 0.12
-                xs = [k + dodge for k in ks]
-                means = [result.metrics[f"{family}@{k}"] for k in ks]
-                lows = [result.cis[f"{family}@{k}"][0] for k in ks]
-                highs = [result.cis[f"{family}@{k}"][1] for k in ks]
-                errors = np.array(
-                    [np.subtract(means, lows).clip(min=0), np.subtract(highs, means).clip(min=0)]
-                )
-                axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name)
-            axis.set_title(title, fontsize=10)
-            axis.set_xlabel("k")
-            axis.set_xticks(ks)
-            axis.set_ylim(0, 1)
-            axis.grid(alpha=0.3)
-        axes[0].legend(fontsize=9)
-        return _png(figure)
-
-
-def plot_score_distribution(evaluation: Evaluation) -> str:
-    """Box plots of the ranking score of judged results, by true label, per configuration.
-
-    Args:
-        evaluation: The evaluation.
-
-    Returns:
-        A base64 PNG.
-    """
-    results = list(evaluation.configs.values())
-    columns = min(4, len(results))
-    rows = math.ceil(len(results) / columns)
-    with rc_context(_plot_style()):
-        figure = Figure(figsize=(3.1 * columns, 3.2 * rows), layout="constrained")
-        axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
-        for axis, result in zip(axes, results, strict=False):
-            labels = [
-                label for label in evaluation.label_scale if result.scores_by_label.get(label)
-            ]
-            data = [result.scores_by_label[label] for label in labels]
-            if data:
-                axis.boxplot(data, tick_labels=[str(label) for label in labels], showfliers=False)
-                for position, scores in enumerate(data, start=1):
-                    axis.annotate(
-                        f"n={len(scores)}",
-                        (position, 1.0),
-                        xycoords=("data", "axes fraction"),
-                        ha="center",
-                        va="bottom",
-                        fontsize=8,
-                    )
-            else:
-                axis.text(
-                    0.5, 0.5, "no judged results ranked", ha="center", transform=axis.transAxes
-                )
-            axis.set_title(result.name, fontsize=10, pad=14)
-            axis.set_xlabel("true label")
-            axis.set_ylabel("score")
-            axis.grid(alpha=0.3, axis="y")
-        for axis in axes[len(results) :]:
-            axis.set_visible(False)
-        return _png(figure)
-
-
-def plot_calibration(evaluation: Evaluation) -> str | None:
-    """True-label shares per predicted tier (stacked bars), per configuration with tiers.
-
-    Args:
-        evaluation: The evaluation.
-
-    Returns:
-        A base64 PNG, or None when no configuration predicted tiers.
-    """
-    results = [result for result in evaluation.configs.values() if result.calibration]
-    if not results:
-        return None
-    scale = evaluation.label_scale
-    colours = {
-        label: colour for label, colour in zip(scale, _label_colours(len(scale)), strict=True)
-    }
-    with rc_context(_plot_style()):
-        figure = Figure(figsize=(4.0 * len(results), 3.4), layout="constrained")
-        axes = np.atleast_1d(figure.subplots(1, len(results), squeeze=False)).ravel()
-        for axis, result in zip(axes, results, strict=True):
-            tiers = [row.tier for row in result.calibration]
-            left = np.zeros(len(tiers))
-            for label in scale:
-                shares = np.array(
-                    [row.label_counts.get(label, 0) / row.count for row in result.calibration]
-                )
-                axis.barh(tiers, shares, left=left, color=colours[label], label=f"label {label}")
-                left += shares
-            for position, row in enumerate(result.calibration):
-                axis.text(1.01, position, f"n={row.count}", va="center", fontsize=8)
-            axis.invert_yaxis()
-            axis.set_xlim(0, 1)
-            axis.set_xlabel("share of true labels")
-            axis.set_title(result.name, fontsize=10)
-        axes[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, -0.45), ncol=len(scale))
-        return _png(figure)
-
-
-def _label_colours(count: int) -> list[tuple[float, float, float, float]]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["RdYlGn"]
-    return [cmap(0.1 + 0.8 * index / max(1, count - 1)) for index in range(count)]
-
-
 # ---------------------------------------------------------------- report.html
 
 _CSS = """
@@ -617,6 +420,11 @@ img{max-width:100%}code{font-size:.85rem}td.text{text-align:left;max-width:420px
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
+
+
+def _img(alt: str, figure: Figure) -> str:
+    # Embedded, so the page is one file that opens offline.
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{png_base64(figure)}">'
 
 
 def _metric_table_html(report: Mapping[str, Any], metrics: Sequence[str]) -> str:
@@ -743,7 +551,7 @@ def render_html(report: Mapping[str, Any], evaluation: Evaluation) -> str:
     headline = default["metrics"].get(f"strong_precision@{first_k}")
     low, high = default["ci95"].get(f"strong_precision@{first_k}", [None, None])
     metrics = headline_metrics(config["ks"], config["mode"])
-    calibration_png = plot_calibration(evaluation)
+    calibration = calibration_figure(evaluation)
     label_counts = ", ".join(
         f"{label} {LABEL_NAMES.get(int(label), '')}: {count}"
         for label, count in config["label_counts"].items()
@@ -755,9 +563,8 @@ def render_html(report: Mapping[str, Any], evaluation: Evaluation) -> str:
         "so the figures are lower bounds (see judged@k)"
     )
     calibration_html = (
-        f'<img alt="calibration" src="data:image/png;base64,{calibration_png}">'
-        + _calibration_tables_html(report)
-        if calibration_png
+        _img("calibration", calibration) + _calibration_tables_html(report)
+        if calibration is not None
         else "<p class=muted>No configuration predicted tiers: nothing to calibrate.</p>"
     )
     body = f"""
@@ -774,12 +581,12 @@ strongly related (label ≥ {strong_min}) by the experts.</p>
 <p class=ci>Mean over needs; below, the 95% bootstrap interval over needs
 ({config["bootstrap"]["n_resamples"]} resamples, seed {config["bootstrap"]["seed"]}). ★ default.</p>
 <h2>Precision at k</h2>
-<img alt="precision at k" src="data:image/png;base64,{plot_precision_at_k(evaluation)}">
+{_img("precision at k", precision_at_k_figure(evaluation))}
 <h2>Is the difference real? (paired bootstrap)</h2>
 {_comparison_table_html(report)}
 <h2>Score distribution by true label</h2>
 <p class=muted>A good score separates the labels: higher boxes for higher labels.</p>
-<img alt="score distribution" src="data:image/png;base64,{plot_score_distribution(evaluation)}">
+{_img("score distribution", score_distribution_figure(evaluation))}
 <h2>Calibration of predicted tiers</h2>
 {calibration_html}
 <h2>Per need</h2>

@@ -12,14 +12,17 @@ from eval.datasets import load_qrels
 from eval.labels import (
     POOL_COLUMNS,
     LabelImportError,
+    LabelRules,
     build_pool,
     import_labels,
     pool_rows,
     read_labels,
     write_pool,
 )
+from matcher.loaders import Reject
 
 HEADER = ",".join(POOL_COLUMNS)
+ANY_IDS = LabelRules(query_ids=None, corpus_ids=None)
 
 
 @dataclass
@@ -124,7 +127,7 @@ def test_write_pool_then_import_round_trip(tmp_path: Path) -> None:
     graded = [text[0], _fill_label(text[1], "3"), _fill_label(text[2], "0")]
     pool.write_text("\n".join(graded) + "\n", encoding="utf-8-sig")
     out = tmp_path / "qrels.tsv"
-    summary = import_labels(pool, out, query_ids={"n1"}, corpus_ids={"r1", "r2"})
+    summary = import_labels(pool, out, LabelRules(query_ids={"n1"}, corpus_ids={"r1", "r2"}))
     assert load_qrels(out) == {"n1": {"r1": 3, "r2": 0}}
     assert (summary.pairs, summary.queries, summary.label_counts[3]) == (2, 1, 1)
 
@@ -150,7 +153,7 @@ def test_import_reports_every_problem_with_line_and_field(tmp_path: Path) -> Non
     )
     out = tmp_path / "qrels.tsv"
     with pytest.raises(LabelImportError) as caught:
-        import_labels(path, out, query_ids={"n1"}, corpus_ids={"r1", "r2", "r3", "r4"})
+        import_labels(path, out, LabelRules(query_ids={"n1"}, corpus_ids={"r1", "r2", "r3", "r4"}))
     described = [issue.describe() for issue in caught.value.issues]
     name = str(path)
     assert described == [
@@ -171,37 +174,56 @@ def test_line_numbers_survive_multiline_cells(tmp_path: Path) -> None:
         ['n1,r1,1,"two\nlines",,result,,2,', _row("n1", "r2", "9")],
     )
     with pytest.raises(LabelImportError) as caught:
-        read_labels(path, query_ids=None, corpus_ids=None)
+        read_labels(path, ANY_IDS)
     assert [issue.line for issue in caught.value.issues] == [4]
 
 
 def test_skip_blank_labels_and_float_labels(tmp_path: Path) -> None:
     path = _graded(tmp_path, [_row("n1", "r1", "2.0"), _row("n1", "r2", " "), ""])
-    qrels, skipped = read_labels(path, query_ids=None, corpus_ids=None, skip_blank=True)
+    qrels, skipped = read_labels(path, LabelRules(query_ids=None, corpus_ids=None, skip_blank=True))
     assert qrels == {"n1": {"r1": 2}} and skipped == 1
 
 
 def test_custom_label_scale(tmp_path: Path) -> None:
     path = _graded(tmp_path, [_row("n1", "r1", "4")])
-    qrels, _ = read_labels(path, query_ids=None, corpus_ids=None, min_label=0, max_label=4)
+    qrels, _ = read_labels(
+        path, LabelRules(query_ids=None, corpus_ids=None, min_label=0, max_label=4)
+    )
     assert qrels == {"n1": {"r1": 4}}
     with pytest.raises(ValueError, match="above max_label"):
-        read_labels(path, query_ids=None, corpus_ids=None, min_label=3, max_label=1)
+        read_labels(path, LabelRules(query_ids=None, corpus_ids=None, min_label=3, max_label=1))
 
 
 def test_missing_columns(tmp_path: Path) -> None:
     path = _graded(tmp_path, ["n1,r1"], header="query-id,corpus-id")
     with pytest.raises(LabelImportError, match=r"pool.csv:1: field 'label': column missing"):
-        read_labels(path, query_ids=None, corpus_ids=None)
+        read_labels(path, ANY_IDS)
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(LabelImportError, match="empty"):
-        read_labels(empty, query_ids=None, corpus_ids=None)
+        read_labels(empty, ANY_IDS)
 
 
 def test_spreadsheet_re_saved_as_gb18030_with_semicolons(tmp_path: Path) -> None:
     path = tmp_path / "pool.csv"
     content = "query-id;corpus-id;need_title;label\nn1;r1;高活性氟化锂;3\n"
     path.write_bytes(content.encode("gb18030"))
-    qrels, _ = read_labels(path, query_ids={"n1"}, corpus_ids={"r1"})
+    qrels, _ = read_labels(path, LabelRules(query_ids={"n1"}, corpus_ids={"r1"}))
     assert qrels == {"n1": {"r1": 3}}
+
+
+def test_issues_are_loader_rejects_with_the_raw_row(tmp_path: Path) -> None:
+    path = _graded(tmp_path, [_row("n1", "r1", "9")])
+    with pytest.raises(LabelImportError) as caught:
+        read_labels(path, ANY_IDS)
+    (issue,) = caught.value.issues
+    assert isinstance(issue, Reject)  # write_rejects can keep them like loader rejects
+    assert issue.raw.startswith("n1,r1,") and issue.raw.endswith(",9,")
+
+
+def test_skipped_blank_row_still_reports_an_unknown_id(tmp_path: Path) -> None:
+    path = _graded(tmp_path, [_row("nX", "r1", ""), _row("n1", "r1", "1")])
+    rules = LabelRules(query_ids={"n1"}, corpus_ids={"r1"}, skip_blank=True)
+    with pytest.raises(LabelImportError) as caught:
+        read_labels(path, rules)
+    assert [(issue.line, issue.field) for issue in caught.value.issues] == [(2, "query-id")]
