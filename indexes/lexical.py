@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class LexicalIndex:
         self.k1 = k1
         self.b = b
         self._tokens: dict[str, list[str]] = {}
+        # Document frequency of each word among live documents, kept up to date on every
+        # write so that IDF-weighted signals never need a pass over the whole collection.
+        self._df: Counter[str] = Counter()
         self._order: list[str] = []
         self._row: dict[str, int] = {}
         self._bm25: bm25s.BM25 | None = None
@@ -63,16 +67,32 @@ class LexicalIndex:
         self.add_tokens(ids, tokens)
 
     def add_tokens(self, ids: Sequence[str], tokens: Sequence[list[str]]) -> None:
+        """Add or replace documents given as token lists."""
         with self._lock:
-            self._tokens.update(zip(ids, tokens))
+            for record_id, words in zip(ids, tokens):
+                old = self._tokens.get(record_id)
+                if old is not None:
+                    self._df.subtract(set(old))
+                self._df.update(set(words))
+                self._tokens[record_id] = words
             self._bm25 = None
 
     def remove(self, ids: Sequence[str]) -> int:
         with self._lock:
-            removed = sum(1 for i in ids if self._tokens.pop(i, None) is not None)
+            removed = 0
+            for record_id in ids:
+                old = self._tokens.pop(record_id, None)
+                if old is not None:
+                    self._df.subtract(set(old))
+                    removed += 1
             if removed:
                 self._bm25 = None
             return removed
+
+    @property
+    def document_frequency(self) -> Mapping[str, int]:
+        """How many live documents contain each word (read-only view)."""
+        return self._df
 
     def tokens_of(self, record_id: str) -> list[str]:
         return self._tokens[record_id]
@@ -113,5 +133,6 @@ class LexicalIndex:
     @classmethod
     def load(cls, directory: Path, info: dict[str, Any]) -> LexicalIndex:
         index = cls(k1=float(info["k1"]), b=float(info["b"]))
-        index._tokens = dict(load_json(directory / "lexical_tokens.json"))
+        tokens: dict[str, list[str]] = load_json(directory / "lexical_tokens.json")
+        index.add_tokens(list(tokens), list(tokens.values()))
         return index

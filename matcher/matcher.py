@@ -21,8 +21,26 @@ from indexes.persistence import (
     write_manifest,
 )
 from matcher.locking import ReadWriteLock
-from matcher.records import EnterpriseNeed, Match, MatchFilters, NeedMatch, ResearchResult
-from matcher.scoring import CONFIGS, CandidateBatch, fuse_hybrid, score_batch
+from matcher.records import (
+    EnterpriseNeed,
+    Match,
+    MatchFilters,
+    NeedMatch,
+    ResearchResult,
+    TextSpan,
+)
+from matcher.dedup import fold_duplicates
+from matcher.need_analysis import NeedAnalysis, analyse_need
+from matcher.scoring import (
+    CONFIGS,
+    CandidateBatch,
+    default_model,
+    explain_candidate,
+    fuse_hybrid,
+    same_vector_space,
+    score_batch,
+)
+from matcher.signals import TermStats
 from matcher.store import RecordStore
 from matcher.text import render_need, render_result
 from models.encoder import Encoder
@@ -60,6 +78,17 @@ def encode_chunked(
     return np.concatenate(parts)
 
 
+@dataclass(frozen=True)
+class _Query:
+    """A need ready for retrieval: its text, vector, key-sentence vectors and analysis."""
+
+    need: EnterpriseNeed
+    text: str
+    vector: np.ndarray
+    views: np.ndarray
+    analysis: NeedAnalysis
+
+
 class Matcher:
     """Ranks research results for needs (and needs for results) from the indexes and a scorer.
 
@@ -82,6 +111,10 @@ class Matcher:
         self.store = store
         self.options = options or MatcherOptions()
         self.index_dir: Path | None = None
+        # The learned need-side adapter only applies to the vector space it was trained in.
+        self._adapter_fits = same_vector_space(
+            default_model().manifest.get("encoder"), encoder.fingerprint
+        )
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
 
@@ -252,6 +285,7 @@ class Matcher:
         top_k: int = 10,
         filters: MatchFilters | None = None,
         config: str = "default",
+        dedup: bool = True,
     ) -> list[list[Match]]:
         """Rank results for each need: dense top-N ∪ lexical top-N, scored, best first.
 
@@ -260,23 +294,26 @@ class Matcher:
             top_k: how many matches per need.
             filters: hard constraints on results, applied before scoring.
             config: a scoring configuration from :data:`CONFIGS`.
+            dedup: fold near-duplicate results into the best-ranked of them.
         """
         if top_k < 1:
             raise ValueError(f"top_k of {top_k} must be at least 1")
+        if config not in CONFIGS:
+            raise ValueError(f"unknown scoring config '{config}'; expected one of {', '.join(CONFIGS)}")
         if not needs:
             return []
-        texts = [render_need(n) for n in needs]
-        queries = self.encoder.encode_queries(texts)
+        queries = self._prepare(needs)
         n_cand = max(self.options.candidates, top_k)
         if filters is not None and not filters.is_empty():
             n_cand *= 5  # filters discard candidates after retrieval; fetch more
         out: list[list[Match]] = []
         with self._lock.read():
-            dense_hits = self.results.vector.search(queries, n_cand)
-            for need, text, query, hits in zip(needs, texts, queries, dense_hits):
-                bm25 = self.results.lexical.scores(text)
+            vectors = np.stack([q.vector for q in queries])
+            dense_hits = self.results.vector.search(vectors, n_cand)
+            for query, hits in zip(queries, dense_hits):
+                bm25 = self.results.lexical.scores(query.text)
                 ids = list(dict.fromkeys([i for i, _ in hits] + [i for i, _ in bm25.top(n_cand)]))
-                out.append(self._rank(need, text, query, ids, bm25, top_k, filters, config))
+                out.append(self._rank(query, ids, bm25, top_k, filters, config, dedup))
         return out
 
     def rerank_batch(
@@ -285,7 +322,8 @@ class Matcher:
         candidate_ids: Sequence[Sequence[str]],
         config: str = "default",
     ) -> list[list[Match]]:
-        """Rank exactly the given indexed results for each need (all of them, no filtering).
+        """Rank exactly the given indexed results for each need (all of them, no filtering,
+        no folding of near-duplicates).
 
         Raises:
             KeyError: a candidate id is not in the index.
@@ -293,41 +331,72 @@ class Matcher:
         missing = [i for ids in candidate_ids for i in ids if i not in self.results.vector]
         if missing:
             raise KeyError(f"{len(missing)} candidate ids are not in the index, e.g. {missing[0]!r}")
-        texts = [render_need(n) for n in needs]
-        queries = self.encoder.encode_queries(texts)
+        queries = self._prepare(needs)
         out: list[list[Match]] = []
         with self._lock.read():
-            for need, text, query, ids in zip(needs, texts, queries, candidate_ids):
-                bm25 = self.results.lexical.scores(text)
-                out.append(self._rank(need, text, query, list(ids), bm25, len(ids), None, config))
+            for query, ids in zip(queries, candidate_ids):
+                bm25 = self.results.lexical.scores(query.text)
+                out.append(self._rank(query, list(ids), bm25, len(ids), None, config, dedup=False))
         return out
+
+    def analyse(self, needs: Sequence[EnterpriseNeed]) -> list[NeedAnalysis]:
+        """Each need's key technical points (terms, key sentences, sections)."""
+        return [analyse_need(need) for need in needs]
+
+    def _prepare(self, needs: Sequence[EnterpriseNeed]) -> list[_Query]:
+        """Render, analyse and encode needs; the need text and its key sentences in one call."""
+        texts = [render_need(n) for n in needs]
+        analyses = self.analyse(needs)
+        flat = list(texts)
+        for analysis in analyses:
+            flat.extend(analysis.key_sentences)
+        vectors = self.encoder.encode_queries(flat)
+        queries, offset = [], len(texts)
+        for n, (need, text, analysis) in enumerate(zip(needs, texts, analyses)):
+            k = len(analysis.key_sentences)
+            views = vectors[offset : offset + k]
+            offset += k
+            queries.append(_Query(need, text, vectors[n], views, analysis))
+        return queries
 
     def _rank(
         self,
-        need: EnterpriseNeed,
-        text: str,
-        query: np.ndarray,
+        query: _Query,
         ids: list[str],
         bm25: QueryScores,
         top_k: int,
         filters: MatchFilters | None,
         config: str,
+        dedup: bool,
     ) -> list[Match]:
         records = self.store.results(ids)
         ids = [i for i in ids if i in records and (filters is None or filters.accepts(records[i]))]
         if not ids:
             return []
+        result_vectors = self.results.vector.vectors_for(ids)
         batch = CandidateBatch(
-            need=need,
-            need_text=text,
+            need=query.need,
+            need_text=query.text,
             results=[records[i] for i in ids],
-            dense=self.results.vector.vectors_for(ids) @ query,
+            dense=result_vectors @ query.vector,
             lexical=bm25.for_ids(ids),
+            need_vector=query.vector if self._adapter_fits else None,
+            result_vectors=result_vectors,
+            view_vectors=query.views,
+            analysis=query.analysis,
+            term_stats=TermStats(self.results.lexical.document_frequency, len(self.results.lexical)),
         )
         scored = score_batch(batch, config)
-        ranking = np.argsort(-scored.scores, kind="stable")[:top_k]
-        return [
-            Match(
+        order = np.argsort(-scored.scores, kind="stable")
+        groups = (
+            fold_duplicates(order, [r.title for r in batch.results], result_vectors, top_k)
+            if dedup
+            else [(int(p), []) for p in order[:top_k]]
+        )
+        matches = []
+        for rank, (p, twins) in enumerate(groups, start=1):
+            why = explain_candidate(batch, scored, p)
+            matches.append(Match(
                 result_id=ids[p],
                 rank=rank,
                 score=float(scored.scores[p]),
@@ -336,11 +405,14 @@ class Matcher:
                 components={name: float(values[p]) for name, values in scored.components.items()},
                 tier=scored.tiers[p],
                 p_strong=None if scored.p_strong is None else float(scored.p_strong[p]),
-                reasons=scored.reasons[p],
+                reasons=why.reasons,
+                matched_terms=why.terms,
+                need_spans=[TextSpan(term=x.term, start=x.start, end=x.end) for x in why.need_spans],
+                result_spans=[TextSpan(term=x.term, start=x.start, end=x.end) for x in why.result_spans],
+                duplicates=[ids[t] for t in twins],
                 result=records[ids[p]],
-            )
-            for rank, p in enumerate(ranking, start=1)
-        ]
+            ))
+        return matches
 
     def match_needs_batch(self, results: Sequence[ResearchResult], top_k: int = 10) -> list[list[NeedMatch]]:
         """The reverse direction: which stored needs each research result fits best."""

@@ -52,6 +52,15 @@ class EnterpriseNeed(_Record):
     budget: str | None = None
 
 
+class TextSpan(BaseModel):
+    """``text[start:end]`` shows ``term``; for a need the text is ``title。description``, for a
+    result ``title keywords description`` joined by spaces."""
+
+    term: str
+    start: int
+    end: int
+
+
 class Match(BaseModel):
     """One ranked candidate for a query record, with the signals that ranked it."""
 
@@ -64,7 +73,12 @@ class Match(BaseModel):
     tier: str | None = None
     p_strong: float | None = None
     reasons: list[str] = Field(default_factory=list)
-    duplicates: list[str] = Field(default_factory=list)
+    matched_terms: list[str] = Field(default_factory=list)
+    need_spans: list[TextSpan] = Field(default_factory=list)
+    result_spans: list[TextSpan] = Field(default_factory=list)
+    duplicates: list[str] = Field(
+        default_factory=list, description="near-duplicate results folded into this one"
+    )
     result: ResearchResult | None = None
 
 

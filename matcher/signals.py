@@ -23,10 +23,11 @@ from matcher.text import join_cjk
 
 # Words that name a kind of work rather than a technology; a result made mostly of them
 # ("高性能 材料 制备 工艺") matches every need a little and none well.
-GENERIC_TERMS: frozenset[str] = frozenset(
-    """技术 研究 方法 应用 制备 工艺 开发 研发 系统 装置 设备 产业化 关键技术 关键 高性能 新型
-    材料 生产 及其 基于 技术开发 示范 推广 集成 利用 产品 工程 分析 设计 平台 综合 高效""".split()
-)
+GENERIC_TERMS: frozenset[str] = frozenset({
+    "技术", "研究", "方法", "应用", "制备", "工艺", "开发", "研发", "系统", "装置", "设备", "产业化", "关键技术", "关键",
+    "高性能", "新型", "材料", "生产", "及其", "基于", "技术开发", "示范", "推广", "集成", "利用", "产品", "工程", "分析",
+    "设计", "平台", "综合", "高效",
+})
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _EPS = 1e-9
 
@@ -370,3 +371,26 @@ def compute_signals(
         **{name: np.asarray(v, np.float32) for name, v in cols.items()},
     }
     return PairSignals(values, matched, matched_key)
+
+
+def adapted_similarity(need_vector: np.ndarray | None, result_vectors: np.ndarray | None,
+                       adapter: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
+    """Cosine of the results with the need vector mapped by a learned adapter.
+
+    The adapter ``A`` (``dim × dim``) is fitted on expert labels (``models.train_fusion``);
+    the need vector becomes ``q + A q``, re-normalised, so the result index is untouched.
+
+    Args:
+        need_vector: ``(dim,)`` the need's unit vector.
+        result_vectors: ``(n, dim)`` the candidates' unit vectors.
+        adapter: ``(dim, dim)`` or None.
+        fallback: ``(n,)`` returned when any input is missing (the plain cosine).
+    """
+    if need_vector is None or result_vectors is None or adapter is None:
+        return np.asarray(fallback, np.float32)
+    if np.shape(adapter) != (len(need_vector), len(need_vector)):
+        return np.asarray(fallback, np.float32)  # adapter of another encoder: do not apply
+    q = np.asarray(need_vector, np.float32)
+    q = q + np.asarray(adapter, np.float32) @ q
+    q = q / max(float(np.linalg.norm(q)), _EPS)
+    return (np.asarray(result_vectors, np.float32) @ q).astype(np.float32)

@@ -161,3 +161,22 @@ def test_rendering_joins_segmented_chinese_only() -> None:
     long = ResearchResult(id="x", title="标题", description="长" * 1000, keywords=["甲", "乙"])
     assert render_result(long).startswith("标题。长") and len(render_result(long)) == 510
     assert render_result(ResearchResult(id="y", title="标题", keywords=["甲", "乙"])) == "标题。关键词：甲、乙"
+
+
+def test_matches_carry_reasons_spans_and_folded_duplicates(fake_encoder: FakeEncoder) -> None:
+    twins = RESULTS + [ResearchResult(id="battery-copy", title="锂离子电池 正极材料 包覆 改性")]
+    matcher = Matcher.build(twins, encoder=fake_encoder)
+    (matches,) = matcher.match_batch([NEED], top_k=3)
+    top = matches[0]
+    assert top.result_id in {"battery", "battery-copy"}
+    assert set(top.duplicates) == {"battery", "battery-copy"} - {top.result_id}
+    assert all("battery" not in m.result_id for m in matches[1:])
+    assert top.reasons and top.matched_terms
+    need_text = f"{NEED.title}。{NEED.description}"
+    for span in top.need_spans:
+        assert need_text[span.start : span.end].replace(" ", "") == span.term
+    # The evaluator's rerank ranks every candidate, twins included.
+    (reranked,) = matcher.rerank_batch([NEED], [["battery", "battery-copy", "dye"]])
+    assert len(reranked) == 3 and all(not m.duplicates for m in reranked)
+    (analysis,) = matcher.analyse([NEED])
+    assert {"锂离子", "改性"} <= {t.term for t in analysis.key_terms}
