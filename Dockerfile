@@ -9,4 +9,5 @@ RUN python3 -m venv /app/.venv \
 ENV PATH="/app/.venv/bin:$PATH"
 RUN techmatch index build --results data/demo/results.jsonl --needs data/demo/needs.jsonl --index-dir /data/index
 EXPOSE 8000
-CMD ["techmatch", "demo"]
+# Writes need TECHMATCH_API_KEYS (or TECHMATCH_ALLOW_ANONYMOUS_WRITES=true).
+CMD ["techmatch", "serve", "--index-dir", "/data/index", "--host", "0.0.0.0", "--port", "8000"]

@@ -70,7 +70,9 @@ class VectorIndex:
         self.spec = spec or IndexSpec("flat")
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
-        self._vectors = np.zeros((0, dimension), dtype=np.float32)
+        # Rows live in a buffer that grows by doubling, so adding one record to a large index
+        # costs O(1) amortised instead of copying every vector.
+        self._buffer = np.zeros((0, dimension), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._ann: faiss.Index | None = None
 
@@ -97,7 +99,8 @@ class VectorIndex:
         start = len(self._ids)
         self._ids.extend(ids)
         self._pos.update({record_id: start + n for n, record_id in enumerate(ids)})
-        self._vectors = np.concatenate([self._vectors, vectors]) if start else vectors.copy()
+        self._grow(start + len(ids))
+        self._buffer[start : start + len(ids)] = vectors
         self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
         wanted = self._fixed_spec or default_spec(len(self), self.exact_max)
         if wanted != self.spec:
@@ -105,6 +108,16 @@ class VectorIndex:
             self._rebuild()
         elif self._ann is not None:
             self._ann.add(vectors)
+
+    @property
+    def _vectors(self) -> np.ndarray:
+        return self._buffer[: len(self._ids)]
+
+    def _grow(self, rows: int) -> None:
+        if rows > len(self._buffer):
+            bigger = np.zeros((max(rows, 2 * len(self._buffer)), self.dimension), np.float32)
+            bigger[: len(self._buffer)] = self._buffer
+            self._buffer = bigger
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove ``ids``; unknown ids are ignored. Returns how many were removed."""
@@ -155,8 +168,8 @@ class VectorIndex:
 
     def _compact(self) -> None:
         keep = np.flatnonzero(self._alive)
+        self._buffer = self._vectors[keep]
         self._ids = [self._ids[p] for p in keep]
-        self._vectors = self._vectors[keep]
         self._alive = np.ones(len(keep), dtype=bool)
         self._pos = {record_id: n for n, record_id in enumerate(self._ids)}
         self._rebuild()
@@ -183,7 +196,7 @@ class VectorIndex:
         spec = IndexSpec(info["index"]["kind"], dict(info["index"]["params"]))
         index = cls(int(info["dimension"]), None, exact_max)
         index.spec = spec
-        index._vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        index._buffer = np.load(directory / "vectors.npy", allow_pickle=False)
         index._alive = np.load(directory / "alive.npy", allow_pickle=False)
         index._ids = list(load_json(directory / "ids.json"))
         index._pos = {i: n for n, (i, alive) in enumerate(zip(index._ids, index._alive)) if alive}

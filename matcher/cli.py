@@ -138,7 +138,9 @@ def _print_matches(need: EnterpriseNeed, matches: list[Match]) -> None:
     for m in matches:
         title = m.result.title if m.result else ""
         tier = f" [{m.tier}]" if m.tier else ""
-        typer.echo(f"  {m.rank:>2}. {m.score:.3f}{tier}  {m.result_id}  {title[:60]}")
+        # A calibrated probability means something to a broker; a raw fused score does not.
+        shown = f"P(强相关)={m.p_strong:.0%}" if m.p_strong is not None else f"{m.score:.3f}"
+        typer.echo(f"  {m.rank:>2}. {shown}{tier}  {m.result_id}  {title[:60]}")
         if m.reasons:
             typer.echo(f"      {'; '.join(m.reasons)}")
 

@@ -226,10 +226,7 @@ class Matcher:
             upserted = [i for (k, i), op in changes.items() if k == kind and op == "upsert"]
             collection.remove(deleted)
             records = list(self.store.get(kind, upserted).values())  # type: ignore[arg-type]
-            if kind == "results":
-                self._index(collection, records, render_result, self.encoder.encode_documents, None)
-            else:
-                self._index(collection, records, render_need, self.encoder.encode_queries, None)
+            self._index(kind, records, None, store=False)  # type: ignore[arg-type]
 
     # ----- record management --------------------------------------------------------------
 
@@ -237,40 +234,46 @@ class Matcher:
         self, results: Sequence[ResearchResult], progress: Progress | None = None
     ) -> None:
         """Store and index results; an existing id is replaced."""
-        self.store.upsert("results", results)
-        self._index(self.results, results, render_result, self.encoder.encode_documents, progress)
+        self._index("results", results, progress)
 
     def upsert_needs(self, needs: Sequence[EnterpriseNeed], progress: Progress | None = None) -> None:
         """Store and index needs (for the results → needs direction)."""
-        self.store.upsert("needs", needs)
-        self._index(self.needs, needs, render_need, self.encoder.encode_queries, progress)
+        self._index("needs", needs, progress)
 
     def delete_results(self, ids: Sequence[str]) -> int:
         """Delete results from the store and the indexes; returns how many were indexed."""
-        self.store.delete("results", ids)
         with self._lock.write():
+            self.store.delete("results", ids)
             return self.results.remove(ids)
 
     def delete_needs(self, ids: Sequence[str]) -> int:
-        self.store.delete("needs", ids)
         with self._lock.write():
+            self.store.delete("needs", ids)
             return self.needs.remove(ids)
 
     def _index(
         self,
-        collection: Collection,
+        kind: str,
         records: Sequence[ResearchResult] | Sequence[EnterpriseNeed],
-        render: Callable[..., str],
-        encode: Callable[[Sequence[str]], np.ndarray],
         progress: Progress | None,
+        store: bool = True,
     ) -> None:
         if not records:
             return
+        if kind == "results":
+            collection, render, encode = self.results, render_result, self.encoder.encode_documents
+        else:
+            collection, render, encode = self.needs, render_need, self.encoder.encode_queries
         texts = [render(r) for r in records]
         # Encoding is the slow part and touches no shared state: keep it outside the lock.
         vectors = encode_chunked(encode, texts, self.encoder.dimension, progress)
         tokens = [tokenize(text) for text in texts]
+        # Store and indexes change together under the write lock, so a snapshot never
+        # records a store sequence whose writes its indexes lack, and two writes of one id
+        # land in the same order in both.
         with self._lock.write():
+            if store:
+                self.store.upsert(kind, records)  # type: ignore[arg-type]
             collection.add([r.id for r in records], tokens, vectors)
 
     # ----- matching -----------------------------------------------------------------------

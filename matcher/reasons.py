@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.signals import GENERIC_TERMS
 
 MAX_TERMS = 4
 # A cosine this high between a need and a pre-segmented title is unusual for m3e-small
@@ -111,7 +112,9 @@ def explain(
         The reasons (at least one) and the spans of the shared terms in both texts.
     """
     result_text = " ".join([result.title, " ".join(result.keywords), result.description])
-    terms = shared_terms(need_text, result_text, candidate_terms)[:MAX_TERMS]
+    # A broker learns nothing from 方法 or 多: name only specific terms.
+    telling = [t for t in candidate_terms if len(t.strip()) >= 2 and t not in GENERIC_TERMS]
+    terms = shared_terms(need_text, result_text, telling)[:MAX_TERMS]
     helped = (lambda name: contributions is None or contributions.get(name, 0.0) >= 0.0)
     parts: list[tuple[float, str]] = []
     if terms:

@@ -8,6 +8,7 @@ need's views) degrades to a neutral value instead of failing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -92,22 +93,34 @@ def result_terms(result: ResearchResult) -> list[str]:
     A title that arrives pre-segmented (``高活性 氟化锂 制备 方法``) keeps its boundaries:
     each space-separated part is tokenised on its own.
     """
+    return list(_terms_of(result.title, tuple(result.keywords)))
+
+
+# Candidates recur across needs and requests; segmenting and compacting the same strings
+# again dominated a match's CPU time, so these pure string functions are memoised.
+_MEMO = 200_000
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _terms_of(title: str, keywords: tuple[str, ...]) -> tuple[str, ...]:
     terms: list[str] = []
-    for part in result.title.split():
+    for part in title.split():
         terms.extend(tokenize(part))
-    terms.extend(k.strip().lower() for k in result.keywords if k.strip())
-    return list(dict.fromkeys(t for t in terms if len(t) >= 2 or not t.isascii()))
+    terms.extend(k.strip().lower() for k in keywords if k.strip())
+    return tuple(dict.fromkeys(t for t in terms if len(t) >= 2 or not t.isascii()))
 
 
+@functools.lru_cache(maxsize=_MEMO)
 def compact(text: str) -> str:
     """Lower-cased text without spaces or punctuation, for substring and bigram tests."""
     return _NON_WORD.sub("", join_cjk(text).lower())
 
 
-def char_bigrams(text: str) -> set[str]:
+@functools.lru_cache(maxsize=_MEMO)
+def char_bigrams(text: str) -> frozenset[str]:
     """Distinct character bigrams of ``compact(text)``."""
     s = compact(text)
-    return {s[i : i + 2] for i in range(len(s) - 1)}
+    return frozenset(s[i : i + 2] for i in range(len(s) - 1))
 
 
 # ----- pair signals ----------------------------------------------------------------------

