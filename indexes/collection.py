@@ -20,7 +20,7 @@ class Collection:
         self.lexical = lexical
 
     @classmethod
-    def empty(cls, dimension: int, exact_max: int, spec: IndexSpec | None = None) -> Collection:
+    def empty(cls, dimension: int, exact_max: int | None, spec: IndexSpec | None = None) -> Collection:
         return cls(VectorIndex(dimension, spec, exact_max), LexicalIndex())
 
     def __len__(self) -> int:
@@ -40,7 +40,7 @@ class Collection:
         return {"vector": self.vector.save(directory), "lexical": self.lexical.save(directory)}
 
     @classmethod
-    def load(cls, directory: Path, info: dict[str, Any], exact_max: int) -> Collection:
+    def load(cls, directory: Path, info: dict[str, Any], exact_max: int | None) -> Collection:
         return cls(
             VectorIndex.load(directory, info["vector"], exact_max),
             LexicalIndex.load(directory, info["lexical"]),

@@ -8,22 +8,15 @@ string ids of their records.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from indexes.ann_choice import FLAT_MAX_VECTORS, IndexSpec, choose_index_spec
 from indexes.persistence import load_json, save_json
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """Which FAISS structure to use and its parameters."""
-
-    kind: str = "flat"  # "flat" (exact) | "hnsw" | "ivf"
-    params: dict[str, int] = field(default_factory=dict)
 
 
 # Removed vectors stay in FAISS as tombstones until they pass this share of the index,
@@ -31,11 +24,14 @@ class IndexSpec:
 _COMPACT_SHARE = 0.2
 
 
-def default_spec(n_vectors: int, exact_max: int) -> IndexSpec:
-    """Exact search up to ``exact_max`` vectors, HNSW above it."""
+def default_spec(n_vectors: int, dim: int, exact_max: int | None = None) -> IndexSpec:
+    """The measured default for ``n_vectors`` (``indexes.ann_choice``); ``exact_max`` forces
+    exact search up to that many vectors and an approximate index above it."""
+    if exact_max is None:
+        return choose_index_spec(n_vectors, dim)
     if n_vectors <= exact_max:
         return IndexSpec("flat")
-    return IndexSpec("hnsw", {"M": 32, "ef_construction": 80, "ef_search": 128})
+    return choose_index_spec(max(n_vectors, FLAT_MAX_VECTORS + 1), dim)
 
 
 def build_faiss(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index | None:
@@ -47,23 +43,38 @@ def build_faiss(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index | None:
         index = faiss.IndexHNSWFlat(dim, spec.params.get("M", 32), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = spec.params.get("ef_construction", 80)
         index.hnsw.efSearch = spec.params.get("ef_search", 128)
-    elif spec.kind == "ivf":
-        nlist = spec.params.get("nlist", max(1, int(4 * np.sqrt(len(vectors)))))
+    elif spec.kind in ("ivf", "ivfpq"):
+        # IVF needs training data; a list per ~39 training points is FAISS's lower bound.
+        nlist = min(spec.params.get("nlist", 1024), max(1, len(vectors) // 39))
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if spec.kind == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            pq_m = spec.params.get("pq_m", dim // 8)
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = spec.params.get("nprobe", 32)
     else:
-        raise ValueError(f"unknown index kind '{spec.kind}'; expected flat, hnsw or ivf")
+        raise ValueError(f"unknown index kind '{spec.kind}'; expected flat, hnsw, ivf or ivfpq")
     if len(vectors):
         index.add(vectors)
     return index
 
 
+def _same_graph(a: IndexSpec, b: IndexSpec) -> bool:
+    """Whether ``a`` can be served by the structure built for ``b`` (only efSearch differs)."""
+    if a.kind != b.kind or a.kind == "flat":
+        return False
+    strip = ("ef_search",)
+    return {k: v for k, v in a.params.items() if k not in strip} == {
+        k: v for k, v in b.params.items() if k not in strip
+    }
+
+
 class VectorIndex:
     """Nearest-neighbour search by cosine over records identified by string ids."""
 
-    def __init__(self, dimension: int, spec: IndexSpec | None = None, exact_max: int = 200_000):
+    def __init__(self, dimension: int, spec: IndexSpec | None = None, exact_max: int | None = None):
         self.dimension = dimension
         self.exact_max = exact_max
         self._fixed_spec = spec
@@ -102,12 +113,16 @@ class VectorIndex:
         self._grow(start + len(ids))
         self._buffer[start : start + len(ids)] = vectors
         self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
-        wanted = self._fixed_spec or default_spec(len(self), self.exact_max)
-        if wanted != self.spec:
+        wanted = self._fixed_spec or default_spec(len(self), self.dimension, self.exact_max)
+        if _same_graph(wanted, self.spec) and self._ann is not None:
+            self._ann.add(vectors)
+            if wanted.kind == "hnsw":
+                # A larger collection only needs a wider search, not a new graph.
+                self._ann.hnsw.efSearch = wanted.params.get("ef_search", 128)
+            self.spec = wanted
+        elif wanted != self.spec or self._ann is None and wanted.kind != "flat":
             self.spec = wanted
             self._rebuild()
-        elif self._ann is not None:
-            self._ann.add(vectors)
 
     @property
     def _vectors(self) -> np.ndarray:
@@ -192,7 +207,7 @@ class VectorIndex:
                 "index": asdict(self.spec)}
 
     @classmethod
-    def load(cls, directory: Path, info: dict[str, Any], exact_max: int) -> VectorIndex:
+    def load(cls, directory: Path, info: dict[str, Any], exact_max: int | None) -> VectorIndex:
         spec = IndexSpec(info["index"]["kind"], dict(info["index"]["params"]))
         index = cls(int(info["dimension"]), None, exact_max)
         index.spec = spec

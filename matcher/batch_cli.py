@@ -43,21 +43,21 @@ def _fail(message: str) -> None:
 class _Reporter:
     """A tqdm bar on a terminal; elsewhere (logs, CI) a line with rate and ETA every few seconds."""
 
-    def __init__(self, total: int, noun: str) -> None:
+    def __init__(self, total: int, noun: str, already_done: int = 0) -> None:
         self.total = total
         self.noun = noun
-        self.done = 0
+        self.done = self.base = already_done  # rate and ETA count only this run's rows
         self.started = time.perf_counter()
         self.last_line = self.started
-        self.bar = tqdm(total=total, unit=noun, desc="matching", dynamic_ncols=True,
-                        disable=not sys.stderr.isatty())
+        self.bar = tqdm(total=total, initial=already_done, unit=noun, desc="matching",
+                        dynamic_ncols=True, disable=not sys.stderr.isatty())
 
     def __call__(self, rows: int, records: int, matches: int) -> None:
         self.done += rows
         self.bar.update(rows)
         now = time.perf_counter()
         if self.bar.disable and now - self.last_line >= LOG_EVERY_SECONDS:
-            rate = self.done / max(now - self.started, 1e-9)
+            rate = (self.done - self.base) / max(now - self.started, 1e-9)
             eta = max(self.total - self.done, 0) / rate if rate > 0 else float("inf")
             typer.echo(f"matching: {self.done}/{self.total} {self.noun} ({rate:.1f}/s, "
                        f"ETA {eta:.0f}s)", err=True)
@@ -132,9 +132,7 @@ def batch(
         total = estimate_rows(needs)
         if prepared.rows_done:
             typer.echo(f"resuming {out}: {prepared.rows_done} input rows already done", err=True)
-        reporter = _Reporter(total, noun)
-        reporter.done = prepared.rows_done
-        reporter.bar.update(prepared.rows_done)
+        reporter = _Reporter(total, noun, prepared.rows_done)
     try:
         summary = run_batch(job, chosen, on_chunk=reporter)
     except (BatchError, FileNotFoundError, ValueError) as exc:

@@ -59,7 +59,9 @@ class MatcherOptions:
     """Tunables of candidate generation."""
 
     candidates: int = 100  # dense top-N and lexical top-N, unioned
-    exact_max: int = 200_000  # exact search up to this many vectors, approximate above
+    # Exact search up to this many vectors, approximate above; None: the measured default
+    # of indexes.ann_choice (exact up to 100k).
+    exact_max: int | None = None
 
 
 def encode_chunked(

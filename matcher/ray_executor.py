@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from matcher.batch import ChunkOutput, match_chunk
 from matcher.batch_io import Direction, InputChunk
+from matcher.matcher import ENCODE_CHUNK, encode_chunked
 from models.encoder import Encoder
 
 EncoderFactory = Callable[[], Encoder]
@@ -121,3 +123,70 @@ class RayExecutor:
         for actor in self._actors:
             ray.kill(actor)
         self._actors = []
+
+
+class EncoderWorker:
+    """Holds one encoder; embeds the shards it is sent exactly as ``Matcher.build`` would."""
+
+    def __init__(self, encoder_factory: EncoderFactory) -> None:
+        self.encoder = encoder_factory()
+
+    def encode(self, texts: Sequence[str], side: str) -> np.ndarray:
+        encode = self.encoder.encode_documents if side == "documents" else self.encoder.encode_queries
+        return encode_chunked(encode, texts, self.encoder.dimension)
+
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint
+
+
+def encode_sharded(
+    texts: Sequence[str],
+    *,
+    side: str = "documents",
+    shard_chunks: int = 8,
+    workers: int | None = None,
+    address: str | None = None,
+    encoder_factory: EncoderFactory | None = None,
+) -> tuple[np.ndarray, str]:
+    """Embed ``texts`` in shards over Ray workers (for ``index build --executor ray``).
+
+    Shards are whole multiples of the Matcher's encode chunk (``ENCODE_CHUNK`` texts) cut at
+    the same offsets as a local build, so each forward batch holds the same texts as it would
+    locally: even int8 dynamic quantisation, whose activation scale depends on the batch,
+    then gives the same vectors.
+
+    Args:
+        texts: rendered texts (``render_result`` / ``render_need``).
+        side: ``documents`` (results) or ``queries`` (needs).
+        shard_chunks: encode chunks per shard.
+        workers, address, encoder_factory: as for :class:`RayExecutor`.
+
+    Returns:
+        The vectors in input order, and the workers' encoder fingerprint.
+
+    Raises:
+        ValueError: for an unknown ``side`` or a ``shard_chunks`` below 1.
+    """
+    if side not in ("documents", "queries"):
+        raise ValueError(f"side must be 'documents' or 'queries', got '{side}'")
+    if shard_chunks < 1:
+        raise ValueError(f"shard_chunks of {shard_chunks} must be at least 1")
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"))
+    count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actor = ray.remote(num_cpus=1)(EncoderWorker)
+    env = {"env_vars": forwarded_env()}
+    actors = [actor.options(runtime_env=env).remote(encoder_factory or default_encoder)
+              for _ in range(count)]
+    try:
+        fingerprint = ray.get(actors[0].fingerprint.remote())
+        shard = shard_chunks * ENCODE_CHUNK
+        refs = [actors[n % count].encode.remote(list(texts[start : start + shard]), side)
+                for n, start in enumerate(range(0, len(texts), shard))]
+        parts = ray.get(refs)
+    finally:
+        for a in actors:
+            ray.kill(a)
+    if not parts:
+        return np.zeros((0, 0), np.float32), fingerprint
+    return np.concatenate(parts), fingerprint

@@ -23,4 +23,4 @@ class Settings(BaseSettings):
     use_cache: bool = True
     index_dir: Path = Path("index")
     candidates: int = Field(default=100, ge=1, le=10_000, description="dense and lexical top-N")
-    exact_search_max: int = Field(default=200_000, ge=0)
+    exact_search_max: int | None = Field(default=None, ge=0, description="exact search up to this many vectors; unset: measured default")

@@ -9,10 +9,15 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.batching import encode_length_sorted
 from models.encoder import Encoder, l2_normalise
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL_PACKAGE = "embedding"
 DEFAULT_MODEL_FOLDER = "m3e-small"
@@ -83,11 +88,15 @@ class SentenceTransformerEncoder:
                 f"cannot load model '{model}' offline: {exc}. Point TECHMATCH_MODEL at a local "
                 "sentence-transformers folder."
             ) from exc
-        self._quantized = quantize
+        # Results (documents) are the bulk indexing cost, so only they are quantised: int8 on
+        # both sides lost strongly-related top-1s on CCF dev, int8 documents with fp32 needs
+        # did not (bench/RESULTS.md, encoder-quality). Documents also go in token-length-
+        # sorted batches. A need's vector stays exact and independent of its batch-mates.
+        self._doc_model = self._model
         if quantize:
-            from models.quantize import quantize_dynamic_int8
+            from models.quantize import QUANTIZATION_TAG, quantize_dynamic_int8
 
-            self._model = quantize_dynamic_int8(self._model)
+            self._doc_model = quantize_dynamic_int8(self._model)
         self._batch_size = batch_size
         self._lock = threading.Lock()
         dim = self._model.get_embedding_dimension()
@@ -96,7 +105,8 @@ class SentenceTransformerEncoder:
         self._dimension = int(dim)
         self._fingerprint = (
             f"{_model_id(source)}/dim={self._dimension}/norm=l2"
-            f"/max_seq={self._model.max_seq_length}{'/int8' if quantize else ''}"
+            f"/max_seq={self._model.max_seq_length}"
+            + (f"/docs={QUANTIZATION_TAG}" if quantize else "")
         )
 
     @property
@@ -108,12 +118,12 @@ class SentenceTransformerEncoder:
         return self._dimension
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, self._model)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, self._doc_model)
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], model: SentenceTransformer) -> np.ndarray:
         parts = [np.zeros((0, self._dimension), dtype=np.float32)]
         # One encode at a time, a slice at a time: a fast tokenizer shared between threads
         # raises "Already borrowed" (huggingface/tokenizers#537), torch already uses every
@@ -121,13 +131,8 @@ class SentenceTransformerEncoder:
         # bulk upload instead of waiting for all of it.
         for start in range(0, len(texts), ENCODE_SLICE):
             with self._lock:
-                # sentence-transformers sorts by length inside encode(): little padding.
-                vectors = self._model.encode(
-                    list(texts[start : start + ENCODE_SLICE]),
-                    batch_size=self._batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
+                vectors = encode_length_sorted(
+                    model, texts[start : start + ENCODE_SLICE], batch_size=self._batch_size
                 )
             parts.append(l2_normalise(vectors))
         return np.concatenate(parts)

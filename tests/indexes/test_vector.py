@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes.vector import IndexSpec, VectorIndex
+from indexes.ann_choice import IndexSpec
+from indexes.vector import VectorIndex
 from models.encoder import l2_normalise
 
 
