@@ -38,6 +38,18 @@ def _ann(**kw: Any) -> object:
     return run_ann(**kw)
 
 
+def _api(**kw: Any) -> object:
+    from bench.api import run_api
+
+    return run_api(**kw)
+
+
+def _batch_scale(stage: str = "profile", **_kw: Any) -> object:
+    from bench.batch_scale import main
+
+    return main([stage])
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., object], str]] = {
     "encoder": (
         _encoder,
@@ -46,6 +58,8 @@ BENCHMARKS: dict[str, tuple[Callable[..., object], str]] = {
     "encoder-quality": (_encoder_quality, "CCF rerank strong_precision@1 / ndcg@10, fp32 vs int8"),
     "embed": (_embed, "embed the 17,010 real results + 371 needs to /tmp/bench_emb.npy"),
     "ann": (_ann, "Flat vs HNSW vs IVF / IVF-PQ: build, memory, recall@10, latency, QPS"),
+    "batch-scale": (_batch_scale, "10k needs x 500k results: stage=embed|embed-variants|data|build|warm|profile"),
+    "api": (_api, "POST /v1/match p50/p99, req/s over HTTP at 17,010 / 100,000 results, concurrency 1 and 8"),
 }
 
 
