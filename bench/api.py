@@ -48,7 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import machine, write_json
+from bench import machine, write_json
+from bench.batch_scale import nearest_neighbours
 from bench.data import BenchDataMissing, bench_dir
 
 WORK = Path(os.environ.get("TECHMATCH_API_BENCH_DIR", "/tmp/api_bench"))
@@ -97,21 +98,10 @@ def recombine(x: Any, y: Any, a: float, variant_id: str) -> Any:
                                 "keywords": keywords})
 
 
-def nearest(vectors: np.ndarray, k: int = NEIGHBOURS, chunk: int = 2048) -> np.ndarray:
-    """The ``k`` nearest other vectors of each vector, by inner product (= cosine)."""
-    out = np.empty((len(vectors), k), dtype=np.int64)
-    for start in range(0, len(vectors), chunk):
-        sims = vectors[start : start + chunk] @ vectors.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = -np.inf
-        out[start : start + chunk] = np.argpartition(-sims, k, axis=1)[:, :k]
-    return out
-
-
 def variants(results: list[Any], vectors: np.ndarray, n: int, seed: int = SEED) -> tuple[list[Any], np.ndarray]:
     """``n`` recombined variants of ``results`` and their convex-combination vectors."""
     rng = np.random.default_rng(seed)
-    nn = nearest(vectors)
+    nn = nearest_neighbours(vectors, NEIGHBOURS)
     i = rng.integers(0, len(results), n)
     j = nn[i, rng.integers(0, NEIGHBOURS, n)]
     a = rng.uniform(0.25, 0.75, n)

@@ -9,6 +9,8 @@ header ``query-id  corpus-id  score`` and integer graded labels; runs are
 
 from __future__ import annotations
 
+from indexes.persistence import sha256_file  # noqa: F401 - part of this module's API
+
 import hashlib
 import json
 import math
@@ -320,19 +322,3 @@ def label_scale(qrels: Mapping[str, Mapping[str, int]]) -> list[int]:
         return [0]
     return list(range(min(0, min(labels)), max(labels) + 1))
 
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks.
-
-    Args:
-        path: The file.
-        chunk_size: Bytes per read.
-
-    Returns:
-        The hex digest.
-    """
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -18,6 +18,8 @@ first input row not done. So each need is written exactly once, whenever the job
 
 from __future__ import annotations
 
+from indexes.persistence import sha256_file
+
 import hashlib
 import json
 import os
@@ -162,14 +164,6 @@ def load_progress(path: Path) -> Progress:
     return Progress(**data)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def job_identity(
     input_path: Path, index_dir: Path, top_k: int, direction: Direction, config: str
 ) -> dict[str, Any]:
@@ -180,9 +174,9 @@ def job_identity(
         manifest = index_dir / "manifest.json"
     return {
         "input": str(input_path.resolve()),
-        "input_sha256": file_sha256(input_path),
+        "input_sha256": sha256_file(input_path),
         "index_dir": str(index_dir.resolve()),
-        "index_manifest_sha256": file_sha256(manifest) if manifest.is_file() else None,
+        "index_manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
         "top_k": top_k,
         "direction": direction,
         "config": config,

@@ -10,6 +10,8 @@ judged (need, result) pair of the rerank benchmark. ``test`` is never read here.
 
 from __future__ import annotations
 
+from indexes.persistence import sha256_file
+
 import argparse
 import hashlib
 import logging
@@ -65,14 +67,6 @@ class PairTable:
         return np.concatenate(
             [feature_matrix({k: v[g] for k, v in self.values.items()}, names) for g in self.groups]
         )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_pair_table(
