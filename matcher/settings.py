@@ -17,7 +17,11 @@ class Settings(BaseSettings):
         default=None,
         description="sentence-transformers model folder or name; unset means bundled m3e-small",
     )
-    quantize: bool = Field(default=False, description="torch dynamic int8 quantisation")
+    quantize: bool = Field(
+        default=True,
+        description="encode results with torch dynamic int8 (needs stay fp32); measured in "
+        "bench/RESULTS.md to keep CCF dev quality",
+    )
     batch_size: int = Field(default=32, ge=1, le=1024)
     cache_dir: Path = Field(default=Path.home() / ".cache" / "techmatch")
     use_cache: bool = True
