@@ -3,8 +3,8 @@
 Input is read as a stream of *raw rows* (a JSONL line, a CSV record, a Parquet row), each of
 which becomes a record or a :class:`~matcher.loaders.Reject`; the job cuts that stream into
 chunks of raw rows, so chunk boundaries depend only on the file, and a resumed job can skip
-exactly the rows it finished. Validation is the loaders' own (``_rows``, ``_normalise`` and
-the same pydantic models); nothing here decides what a valid record is.
+exactly the rows it finished. Validation is the loaders' own (``loaders.iter_records``);
+nothing here decides what a valid record is.
 
 Output writers append committed chunks and report a *committed offset* (bytes for JSONL and
 CSV, part files for Parquet); after a crash the job truncates the output back to the last
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from matcher import loaders
 from matcher.loaders import Reject
@@ -67,59 +67,6 @@ class InputChunk(Generic[R]):
     rejects: list[Reject] = field(default_factory=list)
 
 
-def _parquet_rows(path: Path, batch_rows: int = 4096) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    import pyarrow.parquet as pq
-
-    row_no = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-        for row in batch.to_pylist():
-            row_no += 1
-            raw = json.dumps(row, ensure_ascii=False, default=str)
-            # As for CSV: an empty cell means "not given", not an empty value.
-            yield row_no, raw, {k: v for k, v in row.items() if v is not None and v != ""}
-
-
-def raw_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | Reject]]:
-    """``(line or row number, raw text, row or Reject)`` for every raw row, streamed."""
-    if file_format(path) == "parquet":
-        yield from _parquet_rows(path)
-    else:
-        yield from loaders._rows(path)
-
-
-def iter_records(path: str | Path, model: type[R]) -> Iterator[R | Reject]:
-    """Every raw row of ``path`` as a record or a :class:`Reject`, in file order, streamed.
-
-    The streaming twin of :func:`matcher.loaders.load_records` (same normalisation, same
-    model, same duplicate-id rule, same reject messages); it keeps only the ids seen so far.
-
-    Raises:
-        FileNotFoundError: when ``path`` does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    seen: dict[str, int] = {}
-    for line_no, raw, row_or_error in raw_rows(path):
-        if isinstance(row_or_error, Reject):
-            yield row_or_error
-            continue
-        try:
-            record = model.model_validate(loaders._normalise(row_or_error, model))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(part) for part in first["loc"]) or "<row>"
-            yield Reject(str(path), line_no, loc, first["msg"], raw)
-            continue
-        record_id = record.id
-        if record_id in seen:
-            yield Reject(str(path), line_no, "id",
-                         f"duplicate id '{record_id}' (first seen on line {seen[record_id]})", raw)
-            continue
-        seen[record_id] = line_no
-        yield record
-
-
 def read_chunks(
     path: str | Path, model: type[R], chunk_size: int, skip_rows: int = 0, first_index: int = 0
 ) -> Iterator[InputChunk[R]]:
@@ -134,7 +81,7 @@ def read_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size of {chunk_size} must be at least 1")
     chunk: InputChunk[R] = InputChunk(first_index, skip_rows, skip_rows)
-    for row_no, item in enumerate(iter_records(path, model)):
+    for row_no, item in enumerate(loaders.iter_records(path, model)):
         if row_no < skip_rows:
             continue
         if isinstance(item, Reject):

@@ -65,7 +65,7 @@ class LoadResult(Generic[R]):
 
 
 def load_results(path: str | Path, on_error: OnError = "raise") -> LoadResult[ResearchResult]:
-    """Load research results from ``path`` (``.jsonl``/``.json`` lines or ``.csv``).
+    """Load research results from ``path`` (``.jsonl``/``.json`` lines, ``.csv`` or ``.parquet``).
 
     Raises:
         RecordError: on the first bad row when ``on_error="raise"``.
@@ -81,37 +81,48 @@ def load_needs(path: str | Path, on_error: OnError = "raise") -> LoadResult[Ente
 
 def load_records(path: str | Path, model: type[R], on_error: OnError = "raise") -> LoadResult[R]:
     """Parse every row of ``path`` into ``model``, rejecting bad rows with their location."""
+    result: LoadResult[R] = LoadResult()
+    for item in iter_records(path, model):
+        if isinstance(item, Reject):
+            if on_error == "raise":
+                raise RecordError(item)
+            result.rejects.append(item)
+        else:
+            result.records.append(item)
+    return result
+
+
+def iter_records(path: str | Path, model: type[R]) -> Iterator[R | Reject]:
+    """Every row of ``path`` as a record or a :class:`Reject`, in file order, streamed.
+
+    Memory holds only the ids seen so far (for the duplicate-id rule), so batch jobs read
+    files of any size through the same validation as :func:`load_records`.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    result: LoadResult[R] = LoadResult()
     seen: dict[str, int] = {}
     for line_no, raw, row_or_error in _rows(path):
-        reject: Reject | None = None
         if isinstance(row_or_error, Reject):
-            reject = row_or_error
-        else:
-            try:
-                record = model.model_validate(_normalise(row_or_error, model))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(part) for part in first["loc"]) or "<row>"
-                reject = Reject(str(path), line_no, loc, first["msg"], raw)
-            else:
-                record_id = getattr(record, "id")
-                if record_id in seen:
-                    reject = Reject(
-                        str(path), line_no, "id",
-                        f"duplicate id '{record_id}' (first seen on line {seen[record_id]})", raw,
-                    )
-                else:
-                    seen[record_id] = line_no
-                    result.records.append(record)
-        if reject is not None:
-            if on_error == "raise":
-                raise RecordError(reject)
-            result.rejects.append(reject)
-    return result
+            yield row_or_error
+            continue
+        try:
+            record = model.model_validate(_normalise(row_or_error, model))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(part) for part in first["loc"]) or "<row>"
+            yield Reject(str(path), line_no, loc, first["msg"], raw)
+            continue
+        record_id = getattr(record, "id")
+        if record_id in seen:
+            yield Reject(str(path), line_no, "id",
+                         f"duplicate id '{record_id}' (first seen on line {seen[record_id]})", raw)
+            continue
+        seen[record_id] = line_no
+        yield record
 
 
 def write_rejects(rejects: list[Reject], path: str | Path, append: bool = False) -> None:
@@ -122,10 +133,25 @@ def write_rejects(rejects: list[Reject], path: str | Path, append: bool = False)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | Reject]]:
-    if path.suffix.lower() == ".csv":
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         yield from _csv_rows(path)
+    elif suffix == ".parquet":
+        yield from _parquet_rows(path)
     else:
         yield from _jsonl_rows(path)
+
+
+def _parquet_rows(path: Path, batch_rows: int = 4096) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    row_no = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            row_no += 1
+            raw = json.dumps(row, ensure_ascii=False, default=str)
+            # As for CSV: an empty cell means "not given", not an empty value.
+            yield row_no, raw, {k: v for k, v in row.items() if v is not None and v != ""}
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | Reject]]:

@@ -98,3 +98,14 @@ def test_demo_data_loads_cleanly() -> None:
     demo = Path(__file__).resolve().parents[2] / "data" / "demo"
     assert len(load_results(demo / "results.jsonl").records) == 4758
     assert len(load_needs(demo / "needs.jsonl").records) == 10
+
+
+def test_parquet_rows_go_through_the_same_validation(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "results.parquet"
+    pq.write_table(pa.table({"id": ["p1", "p2", "p1"], "title": ["锂电池", None, "重复"]}), path)
+    loaded = load_results(path, on_error="report")
+    assert [r.id for r in loaded.records] == ["p1"]
+    assert [(r.line, r.field) for r in loaded.rejects] == [(2, "title"), (3, "id")]
