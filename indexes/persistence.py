@@ -73,7 +73,7 @@ def check_fingerprint(directory: Path, manifest: dict[str, Any], fingerprint: st
         raise IndexMismatchError(
             f"index {directory} was built with encoder '{built_with}' but the configured encoder "
             f"is '{fingerprint}'. Rebuild it: techmatch index build --results FILE "
-            f"--index-dir {directory} (or set TECHMATCH_MODEL back to the model it was built with)"
+            f"--index-dir {directory} (or set TECHMATCH_MODEL and TECHMATCH_QUANTIZE back to what it was built with)"
         )
 
 
