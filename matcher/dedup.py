@@ -4,6 +4,7 @@ title up to eight times), and a ranking should show distinct results with their 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ DUPLICATE_COSINE = 0.97
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalise_title(title: str) -> str:
     """Lower-cased title without spaces or punctuation: equal for trivially re-typed titles."""
     return _NOT_WORD.sub("", join_cjk(title).lower())

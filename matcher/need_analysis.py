@@ -8,6 +8,7 @@ the sentences of the technical sections, and TF-IDF key terms of the title and t
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -127,8 +128,15 @@ def key_terms(text: str, top_k: int = 20) -> list[KeyTerm]:
     Stopwords, single characters and pure numbers are dropped. Weights are jieba's TF-IDF
     scores, highest first.
     """
+    return list(_key_terms(text, top_k))
+
+
+# POS tagging (jieba.posseg's Viterbi) is the costliest step of a need's analysis; a need
+# matched again (a re-run batch, a retried request) reuses its terms.
+@functools.lru_cache(maxsize=4096)
+def _key_terms(text: str, top_k: int) -> tuple[KeyTerm, ...]:
     if not text.strip():
-        return []
+        return ()
     with _jieba_lock:  # jieba.analyse keeps a module-level extractor
         tags = jieba.analyse.extract_tags(text, topK=top_k * 2, withWeight=True, allowPOS=_KEY_TERM_POS)
     terms: list[KeyTerm] = []
@@ -139,7 +147,7 @@ def key_terms(text: str, top_k: int = 20) -> list[KeyTerm]:
         terms.append(KeyTerm(term, float(weight)))
         if len(terms) == top_k:
             break
-    return terms
+    return tuple(terms)
 
 
 def analyse_need(need: EnterpriseNeed, top_k: int = 20) -> NeedAnalysis:

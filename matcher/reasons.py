@@ -8,6 +8,7 @@ of each term in the need and in the result so a UI can mark them, e.g.::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Explanation:
     result_spans: list[Span] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> re.Pattern[str]:
     # Pre-segmented titles put spaces inside terms (锂离子 电池); allow them between characters.
     chars = [re.escape(ch) for ch in term if not ch.isspace()]

@@ -102,10 +102,16 @@ _MEMO = 200_000
 
 
 @functools.lru_cache(maxsize=_MEMO)
+def _part_tokens(part: str) -> tuple[str, ...]:
+    # Pre-segmented titles share most of their parts (制备, 方法, 锂离子): segment each once.
+    return tuple(tokenize(part))
+
+
+@functools.lru_cache(maxsize=_MEMO)
 def _terms_of(title: str, keywords: tuple[str, ...]) -> tuple[str, ...]:
     terms: list[str] = []
     for part in title.split():
-        terms.extend(tokenize(part))
+        terms.extend(_part_tokens(part))
     terms.extend(k.strip().lower() for k in keywords if k.strip())
     return tuple(dict.fromkeys(t for t in terms if len(t) >= 2 or not t.isascii()))
 
@@ -323,6 +329,52 @@ def result_text(result: ResearchResult) -> str:
     return " ".join([result.title, " ".join(result.keywords), result.description])
 
 
+@dataclass(frozen=True)
+class _ResultProfile:
+    """The need-independent parts of a result's signals, computed once per result text."""
+
+    terms: tuple[str, ...]
+    compact_terms: tuple[str, ...]  # compact(t) of each term, aligned with ``terms``
+    generic_share: float
+    compact_text: str  # compact(result_text(result))
+    joined_title_grams: frozenset[str]  # char_bigrams(join_cjk(title))
+    title_grams: frozenset[str]  # char_bigrams(title)
+
+
+# A candidate recurs across needs; its profile is keyed by the texts it is derived from, so
+# an edited record gets a new one. Bounded to about the size of a large result library.
+_PROFILE_MEMO = 32_768
+
+
+@functools.lru_cache(maxsize=_PROFILE_MEMO)
+def _profile(title: str, keywords: tuple[str, ...], description: str) -> _ResultProfile:
+    terms = _terms_of(title, keywords)
+    generic = sum(t in GENERIC_TERMS for t in terms) / len(terms) if terms else 1.0
+    text = " ".join([title, " ".join(keywords), description])
+    return _ResultProfile(
+        terms=terms,
+        compact_terms=tuple(compact(t) for t in terms),
+        generic_share=float(generic),
+        compact_text=compact(text),
+        joined_title_grams=char_bigrams(join_cjk(title)),
+        title_grams=char_bigrams(title),
+    )
+
+
+def prepare_results(results: Iterable[ResearchResult]) -> None:
+    """Compute and memoise the need-independent signal inputs of ``results`` (terms,
+    compacted text, title bigrams), so that the first match that meets them does not pay
+    for jieba segmentation. Optional: :func:`compute_signals` does it on demand."""
+    for result in results:
+        _profile(result.title, tuple(result.keywords), result.description)
+
+
+def _mean(values: list[float]) -> float:
+    # Bit-identical to float(np.mean(values)) (same pairwise reduction, same division),
+    # without np.mean's dispatch overhead, which dominated per-candidate specificity.
+    return float(np.add.reduce(np.asarray(values, dtype=np.float64)) / len(values))
+
+
 def compute_signals(
     need: EnterpriseNeed,
     need_text: str,
@@ -336,6 +388,11 @@ def compute_signals(
     result_vectors: np.ndarray | None = None,
 ) -> PairSignals:
     """Every signal of :data:`SIGNAL_NAMES` for one need's candidates.
+
+    Equal to calling :func:`term_overlap`, :func:`key_term_overlap`, :func:`specificity`,
+    :func:`bigram_coverage`, :func:`title_similarity` and the record agreements per candidate;
+    the need's side (compacted text, bigrams, key terms) is prepared once per need, each
+    result's side once per result text, and each IDF once per call.
 
     Args:
         need: the need record (industry, region, metadata).
@@ -358,24 +415,70 @@ def compute_signals(
     cols: dict[str, list[float]] = {name: [] for name in SIGNAL_NAMES[4:]}
     matched: list[tuple[str, ...]] = []
     matched_key: list[tuple[str, ...]] = []
+
+    # The need's side, once.
+    haystack = compact(need_text)
+    need_grams = char_bigrams(need_text)
+    need_title_grams = char_bigrams(need.title)
+    key_total = sum(t.weight for t in key_terms)
+    keys = [(compact(t.term), t) for t in key_terms]
+    keys = [(c, t) for c, t in keys if c]
+    idf_memo: dict[str, float] = {}
+    uniform = stats is None
+    # Bound once: the loop runs ~200 times per need.
+    overlaps, key_overlaps = cols["term_overlap"], cols["key_term_overlap"]
+    coverages, title_sims = cols["bigram_coverage"], cols["title_similarity"]
+    mean_idfs, generics = cols["mean_idf"], cols["generic_share"]
+    fields, maturities = cols["field"], cols["maturity"]
+    modes, regions = cols["transfer_mode"], cols["region"]
+
     for result in results:
-        terms = result_terms(result)
-        text = result_text(result)
-        overlap = term_overlap(need_text, terms, stats)
-        key_overlap = key_term_overlap(key_terms, text)
-        mean_idf, generic = specificity(terms, stats)
-        cols["term_overlap"].append(overlap.score)
-        cols["key_term_overlap"].append(key_overlap.score)
-        cols["bigram_coverage"].append(bigram_coverage(need_text, join_cjk(result.title)))
-        cols["title_similarity"].append(title_similarity(need.title, result.title))
-        cols["mean_idf"].append(mean_idf)
-        cols["generic_share"].append(generic)
-        cols["field"].append(field_agreement(need, result))
-        cols["maturity"].append(maturity_compatibility(need, result))
-        cols["transfer_mode"].append(transfer_mode_compatibility(need, result))
-        cols["region"].append(region_match(need, result))
-        matched.append(overlap.matched)
-        matched_key.append(key_overlap.matched)
+        profile = _profile(result.title, tuple(result.keywords), result.description)
+        terms = profile.terms
+        # term_overlap and specificity
+        if terms:
+            if uniform:
+                weights = [1.0] * len(terms)
+            else:
+                weights = []
+                for t in terms:
+                    w = idf_memo.get(t)
+                    if w is None:
+                        w = idf_memo[t] = stats.idf(t)  # type: ignore[union-attr]
+                    weights.append(w)
+            hits = [(t, w) for t, c, w in zip(terms, profile.compact_terms, weights) if c and c in haystack]
+            total = sum(weights)
+            score = sum(w for _, w in hits) / total if total > 0 else 0.0
+            overlaps.append(float(score))
+            matched.append(tuple(t for t, _ in sorted(hits, key=lambda h: -h[1])))
+            mean_idfs.append(0.0 if uniform else _mean(weights))
+        else:
+            overlaps.append(0.0)
+            matched.append(())
+            mean_idfs.append(0.0)
+        generics.append(profile.generic_share)
+        # key_term_overlap
+        if key_total > 0:
+            text = profile.compact_text
+            key_hits = [t for c, t in keys if c in text]
+            key_overlaps.append(float(sum(t.weight for t in key_hits) / key_total))
+            matched_key.append(tuple(t.term for t in key_hits))
+        else:
+            key_overlaps.append(0.0)
+            matched_key.append(())
+        # bigram_coverage and title_similarity; |a ∪ b| = |a| + |b| - |a ∩ b|
+        grams = profile.joined_title_grams
+        coverages.append(len(grams & need_grams) / len(grams) if grams else 0.0)
+        title_grams = profile.title_grams
+        if need_title_grams and title_grams:
+            shared = len(need_title_grams & title_grams)
+            title_sims.append(shared / (len(need_title_grams) + len(title_grams) - shared))
+        else:
+            title_sims.append(0.0)
+        fields.append(field_agreement(need, result))
+        maturities.append(maturity_compatibility(need, result))
+        modes.append(transfer_mode_compatibility(need, result))
+        regions.append(region_match(need, result))
     values = {
         "dense": dense,
         "dense_title": np.asarray(title_cos, np.float32),

@@ -80,17 +80,17 @@ class RecordStore:
 
     def get(self, kind: Kind, ids: Sequence[str]) -> dict[str, BaseModel]:
         """The stored records of ``ids`` that exist, by id."""
-        model = _MODELS[kind]
-        found: dict[str, BaseModel] = {}
+        # The schema's core validator directly: the same validation as model_validate_json
+        # without its per-call wrapper, which showed at ~190 records per matched need.
+        validate = _MODELS[kind].__pydantic_validator__.validate_json
+        rows: list[tuple[str, str]] = []
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                for record_id, raw in self._db.execute(
-                    f"SELECT id, json FROM {kind} WHERE id IN ({marks})", chunk
-                ):
-                    found[record_id] = model.model_validate_json(raw)
-        return found
+                rows.extend(self._db.execute(f"SELECT id, json FROM {kind} WHERE id IN ({marks})", chunk))
+        # Validation needs no database access: done outside the lock so writers wait less.
+        return {record_id: validate(raw) for record_id, raw in rows}
 
     def results(self, ids: Sequence[str]) -> dict[str, ResearchResult]:
         return self.get("results", ids)  # type: ignore[return-value]
