@@ -83,9 +83,9 @@ class MatchingService:
         self.matcher = matcher
         self.settings = settings
         self.feedback = feedback
-        # One write at a time, encoding included, so the index applies writes in the order the
-        # store committed them (two upserts of one id cannot land out of order).
-        self._write_lock = threading.Lock()
+        # Write ordering and snapshot consistency are the Matcher's (store and index change
+        # together under its write lock); this lock only guards the change counter.
+        self._count_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._changes = 0
 
@@ -144,31 +144,28 @@ class MatchingService:
     # ----- writes -------------------------------------------------------------------------
 
     def _written(self, ids: list[str], upserted: int = 0, deleted: int = 0) -> WriteResponse:
-        self._changes += len(ids)
+        with self._count_lock:
+            self._changes += len(ids)
         return WriteResponse(ids=ids, upserted=upserted, deleted=deleted,
                              results=len(self.matcher.results), needs=len(self.matcher.needs))
 
     def upsert_results(self, records: Sequence[ResearchResult]) -> WriteResponse:
-        with self._write_lock:
-            self.matcher.upsert_results(records)
-            return self._written([r.id for r in records], upserted=len(records))
+        self.matcher.upsert_results(records)
+        return self._written([r.id for r in records], upserted=len(records))
 
     def upsert_needs(self, records: Sequence[EnterpriseNeed]) -> WriteResponse:
-        with self._write_lock:
-            self.matcher.upsert_needs(records)
-            return self._written([r.id for r in records], upserted=len(records))
+        self.matcher.upsert_needs(records)
+        return self._written([r.id for r in records], upserted=len(records))
 
     def delete_result(self, result_id: str) -> WriteResponse:
-        with self._write_lock:
-            self.result(result_id, field="result_id")
-            self.matcher.delete_results([result_id])
-            return self._written([result_id], deleted=1)
+        self.result(result_id, field="result_id")
+        self.matcher.delete_results([result_id])
+        return self._written([result_id], deleted=1)
 
     def delete_need(self, need_id: str) -> WriteResponse:
-        with self._write_lock:
-            self.need(need_id, field="need_id")
-            self.matcher.delete_needs([need_id])
-            return self._written([need_id], deleted=1)
+        self.need(need_id, field="need_id")
+        self.matcher.delete_needs([need_id])
+        return self._written([need_id], deleted=1)
 
     @property
     def changes_since_checkpoint(self) -> int:
@@ -181,7 +178,7 @@ class MatchingService:
         """Rewrite the index snapshot (skipped if one is already running); return whether it ran.
 
         Not needed for durability (every write is in the record store, replayed on load); it
-        keeps start-up fast by shortening the replay. Writes wait while it runs.
+        keeps start-up fast by shortening the replay.
         """
         if self.matcher.index_dir is None or (only_if_dirty and not self._changes):
             return False
@@ -189,11 +186,11 @@ class MatchingService:
             return False
         try:
             started = time.perf_counter()
-            # Hold the write lock: Matcher commits a write to the store before it indexes it,
-            # and a snapshot taken in between would record the write as applied without it.
-            with self._write_lock:
-                self.matcher.checkpoint()
+            with self._count_lock:
                 self._changes = 0
+            # Matcher.checkpoint snapshots a consistent (store sequence, index) pair itself;
+            # writes arriving meanwhile stay in the change log and are counted again.
+            self.matcher.checkpoint()
             log.info("checkpoint: snapshot of %d results, %d needs written in %.1fs",
                      len(self.matcher.results), len(self.matcher.needs), time.perf_counter() - started)
             return True
