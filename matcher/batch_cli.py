@@ -67,7 +67,12 @@ class _Reporter:
         self.bar.close()
 
 
-def _local_executor(index_dir: Path, top_k: int, direction: str, config: str) -> Executor:
+def _local_executor(index_dir: Path, top_k: int, direction: str, config: str, workers: int | None) -> Executor:
+    if workers is not None and workers > 1:
+        from matcher.process_executor import ProcessExecutor
+
+        typer.echo(f"matching in {workers} worker processes, each loading {index_dir}", err=True)
+        return ProcessExecutor(index_dir, top_k, direction, config, workers=workers)  # type: ignore[arg-type]
     settings = Settings()
     started = time.perf_counter()
     try:
@@ -80,12 +85,13 @@ def _local_executor(index_dir: Path, top_k: int, direction: str, config: str) ->
     return LocalExecutor(matcher, top_k, direction, config)  # type: ignore[arg-type]
 
 
-def _ray_executor(index_dir: Path, top_k: int, direction: str, config: str) -> Executor:
+def _ray_executor(index_dir: Path, top_k: int, direction: str, config: str, workers: int | None) -> Executor:
     try:
         from matcher.ray_executor import RayExecutor
     except ImportError as exc:
         _fail(f"--executor ray needs Ray: pip install 'techmatch[distributed]' ({exc})")
-    return RayExecutor(index_dir, top_k, direction, config)  # type: ignore[arg-type]
+    return RayExecutor(index_dir, top_k, direction, config,  # type: ignore[arg-type]
+                       workers=workers)
 
 
 def batch(
@@ -100,6 +106,9 @@ def batch(
         help="also write a BEIR run {query_id: {doc_id: score}} for `techmatch eval --run`")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="finish an interrupted job at --out")] = False,
     executor: Annotated[str, typer.Option(help="local, or ray (RAY_ADDRESS or a local Ray)")] = "local",
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=1024, help="matching processes: local default 1 (in this process); ray default "
+                              "one actor per cluster CPU")] = None,
     chunk_size: Annotated[int, typer.Option(min=1, max=100_000,
                                             help="input rows per chunk (and per checkpoint)")] = DEFAULT_CHUNK_SIZE,
     config: Annotated[str, typer.Option(help="scoring configuration")] = "default",
@@ -128,7 +137,7 @@ def batch(
         chosen: Executor = _NoWork()
     else:
         make = _ray_executor if executor == "ray" else _local_executor
-        chosen = make(index_dir, top_k, direction, config)
+        chosen = make(index_dir, top_k, direction, config, workers)
         total = estimate_rows(needs)
         if prepared.rows_done:
             typer.echo(f"resuming {out}: {prepared.rows_done} input rows already done", err=True)

@@ -44,19 +44,30 @@ def fold_duplicates(
         candidate is a near-duplicate of a kept one when their normalised titles are equal
         or their cosine is at least :data:`DUPLICATE_COSINE`.
     """
+    positions = [int(p) for p in order]
     kept: list[tuple[int, list[int]]] = []
+    if not positions:
+        return kept
+    # All pairwise cosines in one product: a per-candidate product against the kept ones
+    # cost more than the rest of the ranking. Only pairs at or above the threshold matter.
+    rows = np.asarray(vectors, np.float32)[positions]
+    close = (rows @ rows.T >= DUPLICATE_COSINE).tolist()
     by_title: dict[str, int] = {}
-    for position in (int(p) for p in order):
+    kept_rows: list[int] = []  # row in ``rows`` of each kept candidate
+    for row, position in enumerate(positions):
         key = normalise_title(titles[position])
         twin_of = by_title.get(key)
-        if twin_of is None and kept:
-            sims = vectors[[k for k, _ in kept]] @ vectors[position]
-            best = int(np.argmax(sims))
-            if sims[best] >= DUPLICATE_COSINE:
-                twin_of = best
+        if twin_of is None and kept_rows:
+            near = [k for k, r in enumerate(kept_rows) if close[row][r]]
+            if len(near) == 1:
+                twin_of = near[0]
+            elif near:  # the most similar kept one, as a full argmax would pick
+                sims = rows[[kept_rows[k] for k in near]] @ rows[row]
+                twin_of = near[int(np.argmax(sims))]
         if twin_of is not None:
             kept[twin_of][1].append(position)
         elif len(kept) < top_k:
             by_title[key] = len(kept)
             kept.append((position, []))
+            kept_rows.append(row)
     return kept

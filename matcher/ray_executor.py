@@ -22,41 +22,12 @@ from typing import Any
 import numpy as np
 import ray
 
-from matcher.batch import ChunkOutput, match_chunk
+from matcher.batch import ChunkOutput
 from matcher.batch_io import Direction, InputChunk
 from matcher.matcher import ENCODE_CHUNK, encode_chunked
-from models.encoder import Encoder
-
-EncoderFactory = Callable[[], Encoder]
+from matcher.workers import EncoderFactory, MatcherWorker, default_encoder
 IN_FLIGHT_PER_WORKER = 2  # one chunk running, one queued: workers never wait on the driver
 _FORWARDED_ENV_PREFIXES = ("TECHMATCH_", "HF_", "TRANSFORMERS_")
-
-
-def default_encoder() -> Encoder:
-    """The encoder the settings name (same as the local executor's)."""
-    from matcher.runtime import make_encoder
-    from matcher.settings import Settings
-
-    return make_encoder(Settings())
-
-
-class MatcherWorker:
-    """Holds one loaded Matcher; matches the chunks it is sent."""
-
-    def __init__(self, index_dir: str, top_k: int, direction: Direction, config: str,
-                 encoder_factory: EncoderFactory) -> None:
-        from matcher.matcher import Matcher
-
-        self.matcher = Matcher.load(Path(index_dir), encoder_factory())
-        self.top_k = top_k
-        self.direction = direction
-        self.config = config
-
-    def match(self, records: Sequence[Any]) -> list[dict[str, Any]]:
-        return match_chunk(self.matcher, records, self.top_k, self.direction, self.config)
-
-    def ready(self) -> bool:
-        return True
 
 
 def forwarded_env() -> dict[str, str]:

@@ -369,12 +369,6 @@ def prepare_results(results: Iterable[ResearchResult]) -> None:
         _profile(result.title, tuple(result.keywords), result.description)
 
 
-def _mean(values: list[float]) -> float:
-    # Bit-identical to float(np.mean(values)) (same pairwise reduction, same division),
-    # without np.mean's dispatch overhead, which dominated per-candidate specificity.
-    return float(np.add.reduce(np.asarray(values, dtype=np.float64)) / len(values))
-
-
 def compute_signals(
     need: EnterpriseNeed,
     need_text: str,
@@ -389,10 +383,12 @@ def compute_signals(
 ) -> PairSignals:
     """Every signal of :data:`SIGNAL_NAMES` for one need's candidates.
 
-    Equal to calling :func:`term_overlap`, :func:`key_term_overlap`, :func:`specificity`,
-    :func:`bigram_coverage`, :func:`title_similarity` and the record agreements per candidate;
-    the need's side (compacted text, bigrams, key terms) is prepared once per need, each
-    result's side once per result text, and each IDF once per call.
+    Bit-identical to calling :func:`term_overlap`, :func:`key_term_overlap`,
+    :func:`specificity`, :func:`bigram_coverage`, :func:`title_similarity` and the record
+    agreements per candidate. A batch job calls this ~200 times per need for 10k needs, so
+    the work is arranged by what varies: the need's side once per call, each result's side
+    once per result text (memoised), each distinct term's IDF and substring test once per
+    call, and the per-candidate sums in numpy.
 
     Args:
         need: the need record (industry, region, metadata).
@@ -412,81 +408,125 @@ def compute_signals(
     dense = np.asarray(dense, np.float32).reshape(n)
     lexical = np.asarray(lexical, np.float32).reshape(n)
     title_cos, sentence_cos = dense_views(view_vectors, result_vectors, dense)
-    cols: dict[str, list[float]] = {name: [] for name in SIGNAL_NAMES[4:]}
-    matched: list[tuple[str, ...]] = []
-    matched_key: list[tuple[str, ...]] = []
+    profiles = [_profile(r.title, tuple(r.keywords), r.description) for r in results]
+    overlaps, mean_idfs, matched = _term_signals(profiles, compact(need_text), stats)
+    key_overlaps, matched_key = _key_term_signals(profiles, key_terms)
 
-    # The need's side, once.
-    haystack = compact(need_text)
     need_grams = char_bigrams(need_text)
     need_title_grams = char_bigrams(need.title)
-    key_total = sum(t.weight for t in key_terms)
-    keys = [(compact(t.term), t) for t in key_terms]
-    keys = [(c, t) for c, t in keys if c]
-    idf_memo: dict[str, float] = {}
-    uniform = stats is None
-    # Bound once: the loop runs ~200 times per need.
-    overlaps, key_overlaps = cols["term_overlap"], cols["key_term_overlap"]
-    coverages, title_sims = cols["bigram_coverage"], cols["title_similarity"]
-    mean_idfs, generics = cols["mean_idf"], cols["generic_share"]
-    fields, maturities = cols["field"], cols["maturity"]
-    modes, regions = cols["transfer_mode"], cols["region"]
-
-    for result in results:
-        profile = _profile(result.title, tuple(result.keywords), result.description)
-        terms = profile.terms
-        # term_overlap and specificity
-        if terms:
-            if uniform:
-                weights = [1.0] * len(terms)
-            else:
-                weights = []
-                for t in terms:
-                    w = idf_memo.get(t)
-                    if w is None:
-                        w = idf_memo[t] = stats.idf(t)  # type: ignore[union-attr]
-                    weights.append(w)
-            hits = [(t, w) for t, c, w in zip(terms, profile.compact_terms, weights) if c and c in haystack]
-            total = sum(weights)
-            score = sum(w for _, w in hits) / total if total > 0 else 0.0
-            overlaps.append(float(score))
-            matched.append(tuple(t for t, _ in sorted(hits, key=lambda h: -h[1])))
-            mean_idfs.append(0.0 if uniform else _mean(weights))
-        else:
-            overlaps.append(0.0)
-            matched.append(())
-            mean_idfs.append(0.0)
-        generics.append(profile.generic_share)
-        # key_term_overlap
-        if key_total > 0:
-            text = profile.compact_text
-            key_hits = [t for c, t in keys if c in text]
-            key_overlaps.append(float(sum(t.weight for t in key_hits) / key_total))
-            matched_key.append(tuple(t.term for t in key_hits))
-        else:
-            key_overlaps.append(0.0)
-            matched_key.append(())
-        # bigram_coverage and title_similarity; |a ∪ b| = |a| + |b| - |a ∩ b|
+    coverages = np.zeros(n, np.float64)
+    title_sims = np.zeros(n, np.float64)
+    for row, profile in enumerate(profiles):
         grams = profile.joined_title_grams
-        coverages.append(len(grams & need_grams) / len(grams) if grams else 0.0)
+        if grams:
+            coverages[row] = len(grams & need_grams) / len(grams)
         title_grams = profile.title_grams
         if need_title_grams and title_grams:
+            # |a ∪ b| = |a| + |b| - |a ∩ b|
             shared = len(need_title_grams & title_grams)
-            title_sims.append(shared / (len(need_title_grams) + len(title_grams) - shared))
-        else:
-            title_sims.append(0.0)
-        fields.append(field_agreement(need, result))
-        maturities.append(maturity_compatibility(need, result))
-        modes.append(transfer_mode_compatibility(need, result))
-        regions.append(region_match(need, result))
+            title_sims[row] = shared / (len(need_title_grams) + len(title_grams) - shared)
     values = {
         "dense": dense,
         "dense_title": np.asarray(title_cos, np.float32),
         "dense_sentence": np.asarray(sentence_cos, np.float32),
         "lexical": lexical,
-        **{name: np.asarray(v, np.float32) for name, v in cols.items()},
+        "term_overlap": overlaps.astype(np.float32),
+        "key_term_overlap": key_overlaps.astype(np.float32),
+        "bigram_coverage": coverages.astype(np.float32),
+        "title_similarity": title_sims.astype(np.float32),
+        "mean_idf": mean_idfs.astype(np.float32),
+        "generic_share": np.array([p.generic_share for p in profiles], np.float32),
+        **_record_signals(need, results),
     }
     return PairSignals(values, matched, matched_key)
+
+
+def _term_signals(
+    profiles: Sequence[_ResultProfile], haystack: str, stats: TermStats | None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+    """IDF-weighted term overlap, mean IDF and the matched terms of each candidate."""
+    n = len(profiles)
+    lengths = np.fromiter((len(p.terms) for p in profiles), np.int64, n)
+    flat_terms = [t for p in profiles for t in p.terms]
+    # One IDF and one substring test per distinct term: candidates share most of their terms.
+    weight_of: dict[str, float] = {}
+    hit_of: dict[str, bool] = {}
+    for profile in profiles:
+        for t, c in zip(profile.terms, profile.compact_terms):
+            if t not in weight_of:
+                weight_of[t] = 1.0 if stats is None else stats.idf(t)
+                hit_of[t] = bool(c) and c in haystack
+    weights = np.fromiter((weight_of[t] for t in flat_terms), np.float64, len(flat_terms))
+    hits = np.fromiter((hit_of[t] for t in flat_terms), bool, len(flat_terms))
+    rows = np.repeat(np.arange(n), lengths)
+    # bincount adds in input order, as the per-pair definition's sum() does: bit-identical.
+    total = np.bincount(rows, weights=weights, minlength=n)
+    hit_total = np.bincount(rows, weights=np.where(hits, weights, 0.0), minlength=n)
+    overlaps = np.divide(hit_total, total, out=np.zeros(n), where=total > 0)
+    mean_idfs = np.zeros(n)
+    if stats is not None and len(flat_terms):
+        has = lengths > 0
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
+        # reduceat sums each run the way np.mean does (pairwise), so it equals specificity().
+        mean_idfs[has] = np.add.reduceat(weights, starts) / lengths[has]
+    matched: list[tuple[str, ...]] = []
+    for profile in profiles:
+        found = [t for t in profile.terms if hit_of[t]]
+        matched.append(tuple(sorted(found, key=lambda t: -weight_of[t])) if found else ())
+    return overlaps, mean_idfs, matched
+
+
+def _key_term_signals(
+    profiles: Sequence[_ResultProfile], key_terms: Sequence[KeyTerm]
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Share of the need's key-term weight found in each candidate, and the terms found."""
+    n = len(profiles)
+    total = sum(t.weight for t in key_terms)
+    if total <= 0 or n == 0:
+        return np.zeros(n), [() for _ in range(n)]
+    # All candidate texts in one string: each key term is located with a few str.find calls
+    # instead of one substring test per candidate.
+    texts = [p.compact_text for p in profiles]
+    starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    joined = "\x00".join(texts)
+    found: list[list[KeyTerm]] = [[] for _ in range(n)]
+    for term in key_terms:
+        needle = compact(term.term)
+        if not needle:
+            continue
+        at = joined.find(needle)
+        while at >= 0:
+            row = int(np.searchsorted(starts, at, side="right")) - 1
+            found[row].append(term)
+            # Next candidate: one hit per candidate and term.
+            nxt = starts[row + 1] if row + 1 < n else len(joined)
+            at = joined.find(needle, int(nxt))
+    # Key terms keep the need's order within a candidate, as the per-pair definition does.
+    order = {id(t): k for k, t in enumerate(key_terms)}
+    overlaps = np.zeros(n)
+    matched: list[tuple[str, ...]] = []
+    for row, terms in enumerate(found):
+        if len(terms) > 1:
+            terms.sort(key=lambda t: order[id(t)])
+        overlaps[row] = sum(t.weight for t in terms) / total
+        matched.append(tuple(t.term for t in terms))
+    return overlaps, matched
+
+
+def _record_signals(need: EnterpriseNeed, results: Sequence[ResearchResult]) -> dict[str, np.ndarray]:
+    """Field, maturity, transfer-mode and region agreement; zero where the need is silent."""
+    n = len(results)
+    meta = need.metadata or {}
+    checks = {
+        "field": (need.industry, field_agreement),
+        "maturity": (meta.get("maturity"), maturity_compatibility),
+        "transfer_mode": (meta.get("transfer_modes"), transfer_mode_compatibility),
+        "region": (need.region, region_match),
+    }
+    return {
+        name: (np.array([check(need, r) for r in results], np.float32) if asked else np.zeros(n, np.float32))
+        for name, (asked, check) in checks.items()
+    }
 
 
 def adapted_similarity(need_vector: np.ndarray | None, result_vectors: np.ndarray | None,
