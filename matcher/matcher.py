@@ -41,7 +41,7 @@ from matcher.scoring import (
     same_vector_space,
     score_batch,
 )
-from matcher.signals import TermStats
+from matcher.signals import TermStats, result_profile
 from matcher.store import RecordStore
 from matcher.text import render_need, render_result
 from models.encoder import Encoder
@@ -390,10 +390,12 @@ class Matcher:
         config: str,
         dedup: bool,
     ) -> list[Match]:
-        records = self.store.results(ids)
+        stored = self.store.profiled_results(ids)
+        records = {i: record for i, (record, _) in stored.items()}
         ids = [i for i in ids if i in records and (filters is None or filters.accepts(records[i]))]
         if not ids:
             return []
+        profiles = [stored[i][1] or result_profile(records[i]) for i in ids]
         result_vectors = self.results.vector.vectors_for(ids)
         batch = CandidateBatch(
             need=query.need,
@@ -406,6 +408,7 @@ class Matcher:
             view_vectors=query.views,
             analysis=query.analysis,
             term_stats=TermStats(self.results.lexical.document_frequency, len(self.results.lexical)),
+            profiles=profiles,
         )
         scored = score_batch(batch, config)
         order = np.argsort(-scored.scores, kind="stable")

@@ -22,7 +22,7 @@ import numpy as np
 from matcher.need_analysis import NeedAnalysis, analyse_need
 from matcher.reasons import Explanation, explain
 from matcher.records import EnterpriseNeed, ResearchResult
-from matcher.signals import PairSignals, TermStats, compute_signals, max_normalise
+from matcher.signals import PairSignals, ResultProfile, TermStats, compute_signals, max_normalise
 from models.fusion import FusionModel, load_model
 
 CONFIGS: tuple[str, ...] = ("dense", "lexical", "hybrid", "default")
@@ -49,6 +49,7 @@ class CandidateBatch:
     view_vectors: np.ndarray | None = None  # (k, dim) encode_queries(analysis.key_sentences)
     analysis: NeedAnalysis | None = None  # analyse_need(need), if the Matcher already has it
     term_stats: TermStats | None = None  # document frequencies of the result corpus
+    profiles: list[ResultProfile] | None = None  # stored signal profiles, aligned with results
 
 
 @dataclass
@@ -107,6 +108,7 @@ def score_batch(batch: CandidateBatch, config: str = "default", model: FusionMod
     signals = compute_signals(
         batch.need, batch.need_text, batch.results, batch.dense, batch.lexical, analysis.key_terms,
         stats=batch.term_stats, view_vectors=batch.view_vectors, result_vectors=batch.result_vectors,
+        profiles=batch.profiles,
     )
     components = dict(signals.values)
     components["lexical_norm"] = normalise_within_query(batch.lexical)

@@ -330,7 +330,7 @@ def result_text(result: ResearchResult) -> str:
 
 
 @dataclass(frozen=True)
-class _ResultProfile:
+class ResultProfile:
     """The need-independent parts of a result's signals, computed once per result text."""
 
     terms: tuple[str, ...]
@@ -347,18 +347,50 @@ _PROFILE_MEMO = 32_768
 
 
 @functools.lru_cache(maxsize=_PROFILE_MEMO)
-def _profile(title: str, keywords: tuple[str, ...], description: str) -> _ResultProfile:
+def _profile(title: str, keywords: tuple[str, ...], description: str) -> ResultProfile:
     terms = _terms_of(title, keywords)
+    return _assemble(title, terms, compact(" ".join([title, " ".join(keywords), description])))
+
+
+def _assemble(title: str, terms: tuple[str, ...], compact_text: str) -> ResultProfile:
     generic = sum(t in GENERIC_TERMS for t in terms) / len(terms) if terms else 1.0
-    text = " ".join([title, " ".join(keywords), description])
-    return _ResultProfile(
+    return ResultProfile(
         terms=terms,
         compact_terms=tuple(compact(t) for t in terms),
         generic_share=float(generic),
-        compact_text=compact(text),
+        compact_text=compact_text,
         joined_title_grams=char_bigrams(join_cjk(title)),
         title_grams=char_bigrams(title),
     )
+
+
+# Separator of the stored terms column: never part of a term (terms are words).
+_TERM_SEPARATOR = "\x1f"
+
+
+def profile_columns(result: ResearchResult) -> tuple[str, str]:
+    """The costly need-independent parts of a result's signals, as two strings to store with it.
+
+    Segmenting a result's title with jieba dominates the first match that meets the result;
+    at 500k results a batch job meets most of them once, so they are computed when the
+    result is written and read back with the record.
+
+    Returns:
+        ``(terms, compacted text)``: the :func:`result_terms` joined by a separator, and
+        ``compact(result_text(result))``.
+    """
+    terms = _terms_of(result.title, tuple(result.keywords))
+    return _TERM_SEPARATOR.join(terms), compact(result_text(result))
+
+
+def result_profile(result: ResearchResult) -> ResultProfile:
+    """The need-independent signal inputs of ``result``, computed (memoised by its texts)."""
+    return _profile(result.title, tuple(result.keywords), result.description)
+
+
+def profile_from_columns(result: ResearchResult, terms: str, compact_text: str) -> ResultProfile:
+    """The signal profile of ``result`` from its stored :func:`profile_columns`."""
+    return _assemble(result.title, tuple(terms.split(_TERM_SEPARATOR)) if terms else (), compact_text)
 
 
 def prepare_results(results: Iterable[ResearchResult]) -> None:
@@ -380,6 +412,7 @@ def compute_signals(
     stats: TermStats | None = None,
     view_vectors: np.ndarray | None = None,
     result_vectors: np.ndarray | None = None,
+    profiles: Sequence[ResultProfile] | None = None,
 ) -> PairSignals:
     """Every signal of :data:`SIGNAL_NAMES` for one need's candidates.
 
@@ -400,6 +433,8 @@ def compute_signals(
         stats: result-corpus term statistics for IDF weights (uniform weights without).
         view_vectors: ``(k, dim)`` the need's title and key sentences, encoded as queries.
         result_vectors: ``(n, dim)`` the candidates' embeddings.
+        profiles: the candidates' stored profiles (:func:`profile_from_columns`), aligned
+            with ``results``; computed from the records (memoised) when None.
 
     Returns:
         Raw (not yet within-need normalised) signals and the matched terms.
@@ -408,7 +443,8 @@ def compute_signals(
     dense = np.asarray(dense, np.float32).reshape(n)
     lexical = np.asarray(lexical, np.float32).reshape(n)
     title_cos, sentence_cos = dense_views(view_vectors, result_vectors, dense)
-    profiles = [_profile(r.title, tuple(r.keywords), r.description) for r in results]
+    if profiles is None:
+        profiles = [result_profile(r) for r in results]
     overlaps, mean_idfs, matched = _term_signals(profiles, compact(need_text), stats)
     key_overlaps, matched_key = _key_term_signals(profiles, key_terms)
 
@@ -442,7 +478,7 @@ def compute_signals(
 
 
 def _term_signals(
-    profiles: Sequence[_ResultProfile], haystack: str, stats: TermStats | None
+    profiles: Sequence[ResultProfile], haystack: str, stats: TermStats | None
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
     """IDF-weighted term overlap, mean IDF and the matched terms of each candidate."""
     n = len(profiles)
@@ -477,7 +513,7 @@ def _term_signals(
 
 
 def _key_term_signals(
-    profiles: Sequence[_ResultProfile], key_terms: Sequence[KeyTerm]
+    profiles: Sequence[ResultProfile], key_terms: Sequence[KeyTerm]
 ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Share of the need's key-term weight found in each candidate, and the terms found."""
     n = len(profiles)

@@ -10,11 +10,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.signals import ResultProfile, profile_columns, profile_from_columns
 
 Kind = Literal["results", "needs"]
 R = TypeVar("R", bound=BaseModel)
@@ -32,6 +33,13 @@ class RecordStore:
             self._db.execute("PRAGMA journal_mode=WAL")
         for kind in _MODELS:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {kind} (id TEXT PRIMARY KEY, json TEXT NOT NULL)")
+        # A result's signal profile (jieba terms, compacted text) is derived once, on write.
+        # Stores written before these columns existed get them empty: those rows are
+        # profiled on read instead.
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        for column in ("terms", "compact"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
         # The change log lets an index snapshot catch up with writes made after it was taken.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -41,12 +49,15 @@ class RecordStore:
 
     def upsert(self, kind: Kind, records: Sequence[BaseModel]) -> None:
         """Insert or replace ``records`` in one transaction."""
+        if kind == "results":
+            rows = [(r.id, r.model_dump_json(), *profile_columns(r)) for r in records]  # type: ignore[arg-type, attr-defined]
+            sql = "INSERT OR REPLACE INTO results (id, json, terms, compact) VALUES (?, ?, ?, ?)"
+        else:
+            rows = [(getattr(r, "id"), r.model_dump_json()) for r in records]
+            sql = f"INSERT OR REPLACE INTO {kind} (id, json) VALUES (?, ?)"
         with self._lock, self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO {kind} (id, json) VALUES (?, ?)",
-                [(getattr(r, "id"), r.model_dump_json()) for r in records],
-            )
-            self._log(kind, [getattr(r, "id") for r in records], "upsert")
+            self._db.executemany(sql, rows)
+            self._log(kind, [row[0] for row in rows], "upsert")
 
     def delete(self, kind: Kind, ids: Sequence[str]) -> int:
         """Delete ``ids``; returns how many existed."""
@@ -78,22 +89,37 @@ class RecordStore:
         with self._lock, self._db:
             self._db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
 
-    def get(self, kind: Kind, ids: Sequence[str]) -> dict[str, BaseModel]:
-        """The stored records of ``ids`` that exist, by id."""
-        # The schema's core validator directly: the same validation as model_validate_json
-        # without its per-call wrapper, which showed at ~190 records per matched need.
-        validate = _MODELS[kind].__pydantic_validator__.validate_json
-        rows: list[tuple[str, str]] = []
+    def _select(self, kind: Kind, columns: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                rows.extend(self._db.execute(f"SELECT id, json FROM {kind} WHERE id IN ({marks})", chunk))
+                rows.extend(self._db.execute(f"SELECT {columns} FROM {kind} WHERE id IN ({marks})", chunk))
+        return rows
+
+    def get(self, kind: Kind, ids: Sequence[str]) -> dict[str, BaseModel]:
+        """The stored records of ``ids`` that exist, by id."""
+        # The schema's core validator directly: the same validation as model_validate_json
+        # without its per-call wrapper, which showed at ~190 records per matched need.
         # Validation needs no database access: done outside the lock so writers wait less.
-        return {record_id: validate(raw) for record_id, raw in rows}
+        validate = _MODELS[kind].__pydantic_validator__.validate_json
+        return {record_id: validate(raw) for record_id, raw in self._select(kind, "id, json", ids)}
 
     def results(self, ids: Sequence[str]) -> dict[str, ResearchResult]:
         return self.get("results", ids)  # type: ignore[return-value]
+
+    def profiled_results(self, ids: Sequence[str]) -> dict[str, tuple[ResearchResult, ResultProfile | None]]:
+        """The stored results of ``ids`` with their stored signal profiles (None where the row
+        predates profiles), by id."""
+        validate = ResearchResult.__pydantic_validator__.validate_json
+        rows = self._select("results", "id, json, terms, compact", ids)
+        out: dict[str, tuple[ResearchResult, ResultProfile | None]] = {}
+        for record_id, raw, terms, compact_text in rows:
+            record = validate(raw)
+            profile = None if compact_text is None else profile_from_columns(record, terms or "", compact_text)
+            out[record_id] = (record, profile)
+        return out
 
     def needs(self, ids: Sequence[str]) -> dict[str, EnterpriseNeed]:
         return self.get("needs", ids)  # type: ignore[return-value]
