@@ -447,22 +447,32 @@ def stage_build(chunk: int = 50_000) -> dict[str, Any]:
 
 
 def stage_warm() -> dict[str, Any]:
-    """Put the 10k needs' vectors into the embedding cache the batch job reads.
+    """Put the 10k needs' vectors, and their key sentences', into the embedding cache the
+    batch job reads.
 
     This is the nightly situation (needs embedded on an earlier night). The 371 real needs'
-    vectors are their real embeddings; the variants' are the convex-combination proxies.
+    vectors are their real embeddings; the variants' are the convex-combination proxies. The
+    key sentences the scorer also encodes (title + technical sentences, 68,487 for the 10k
+    needs but only 11,967 distinct, as variants reuse real sentences) are embedded for real
+    here, with the real encoder, as the earlier night would have.
     """
     from matcher.loaders import load_needs
+    from matcher.need_analysis import analyse_need
     from matcher.text import render_need
-    from models.cache import EmbeddingCache, text_key
+    from models.cache import CachedEncoder, EmbeddingCache, text_key
+    from models.sentence_transformer import SentenceTransformerEncoder
 
-    fingerprint = fingerprint_of_real_encoder()
+    encoder = SentenceTransformerEncoder(quantize=True)
     needs = load_needs(WORK / "needs_10k.jsonl").records
     vectors = np.load(WORK / "needs_10k_vectors.npy", allow_pickle=False)
     cache = EmbeddingCache(WORK / "cache" / "embeddings.sqlite")
     items = {text_key(render_need(n)): v for n, v in zip(needs, vectors)}
-    cache.put_many(fingerprint, "query", items)
-    payload = {"needs": len(needs), "distinct_texts": len(items), "cache": str(cache.path)}
+    cache.put_many(encoder.fingerprint, "query", items)
+    sentences = list(dict.fromkeys(s for n in needs for s in analyse_need(n).key_sentences))
+    started = time.perf_counter()
+    CachedEncoder(encoder, cache).encode_queries(sentences)
+    payload = {"needs": len(needs), "distinct_texts": len(items), "key_sentences": len(sentences),
+               "key_sentence_seconds": round(time.perf_counter() - started, 1), "cache": str(cache.path)}
     _write("warm", payload)
     return payload
 

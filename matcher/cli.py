@@ -15,9 +15,10 @@ from indexes.persistence import IndexMismatchError
 from matcher.loaders import LoadResult, OnError, RecordError, load_needs, load_results, write_rejects
 from matcher.matcher import Matcher, MatcherOptions
 from matcher.records import EnterpriseNeed, Match
+from matcher.text import render_need, render_result
 from matcher.runtime import make_encoder
 from matcher.settings import Settings
-from models.cache import CachedEncoder
+from models.cache import CachedEncoder, text_key
 from models.sentence_transformer import ModelNotFoundError
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -67,8 +68,13 @@ def build_index(
     rejects: Path | None = None,
     no_cache: bool = False,
     settings: Settings | None = None,
+    executor: str = "local",
 ) -> Matcher:
-    """Load records, embed them (from the cache where possible), index and save; print a summary."""
+    """Load records, embed them (from the cache where possible), index and save; print a summary.
+
+    With ``executor="ray"`` the texts the cache lacks are embedded in shards on Ray workers
+    first and put in the cache; the build itself then runs as always and finds them there.
+    """
     settings = settings or Settings()
     if rejects is not None:
         rejects.unlink(missing_ok=True)
@@ -84,6 +90,11 @@ def build_index(
     needs = _load("needs", needs_path, on_error, None).records if needs_path else []
     encoder = _encoder(no_cache, settings)
     started = time.perf_counter()
+    if executor == "ray":
+        if not isinstance(encoder, CachedEncoder):
+            _fail("--executor ray hands the embeddings to the build through the embedding cache; "
+                  "drop --no-cache (and TECHMATCH_USE_CACHE=false)")
+        _embed_on_ray(encoder, [render_result(r) for r in results], [render_need(n) for n in needs])
     with tqdm(total=len(results) + len(needs), desc="embedding", unit="rec",
               disable=not sys.stderr.isatty()) as bar:
         matcher = Matcher.build(results, needs, encoder=encoder,
@@ -104,6 +115,28 @@ def build_index(
     return matcher
 
 
+def _embed_on_ray(encoder: CachedEncoder, result_texts: list[str], need_texts: list[str]) -> None:
+    """Embed the texts the cache lacks on Ray workers and store them in the cache."""
+    try:
+        from matcher.ray_executor import encode_sharded
+    except ImportError as exc:
+        _fail(f"--executor ray needs Ray: pip install 'techmatch[distributed]' ({exc})")
+    for side, texts in (("documents", result_texts), ("queries", need_texts)):
+        cache_side = "document" if side == "documents" else "query"
+        keys = {text_key(t): t for t in texts}
+        have = encoder.cache.get_many(encoder.fingerprint, cache_side, list(keys))
+        missing = [t for k, t in keys.items() if k not in have]
+        if not missing:
+            continue
+        typer.echo(f"embedding {len(missing)} {side} on Ray workers", err=True)
+        vectors, fingerprint = encode_sharded(missing, side=side)
+        if fingerprint != encoder.fingerprint:
+            _fail(f"the Ray workers' encoder is '{fingerprint}', this process's is "
+                  f"'{encoder.fingerprint}': give the workers the same TECHMATCH_MODEL / settings")
+        encoder.cache.put_many(encoder.fingerprint, cache_side,
+                               {text_key(t): v for t, v in zip(missing, vectors)})
+
+
 @index_app.command("build")
 def index_build(
     results: Annotated[list[Path], typer.Option(help="research results: .jsonl (BEIR or native) "
@@ -114,12 +147,16 @@ def index_build(
                                           "skip bad rows and write them to a rejects file")] = "raise",
     rejects: Annotated[Optional[Path], typer.Option(help="where to write rejected rows")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the embedding cache")] = False,
+    executor: Annotated[str, typer.Option(
+        help="local, or ray: embed in shards on a Ray cluster (RAY_ADDRESS or a local Ray)")] = "local",
 ) -> None:
     """Embed and index research results (and optionally needs)."""
     if on_error not in ("raise", "report"):
         _fail(f"--on-error must be 'raise' or 'report', got '{on_error}'")
+    if executor not in ("local", "ray"):
+        _fail(f"--executor must be 'local' or 'ray', got '{executor}'")
     build_index(results, needs, index_dir, on_error=on_error, rejects=rejects,  # type: ignore[arg-type]
-                no_cache=no_cache)
+                no_cache=no_cache, executor=executor)
 
 
 def open_matcher(index_dir: Path, settings: Settings | None = None) -> Matcher:
