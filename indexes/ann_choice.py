@@ -19,12 +19,14 @@ from typing import Literal
 
 IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq"]
 
-FLAT_MAX_VECTORS = 100_000
+FLAT_MAX_VECTORS = 50_000
 """Up to here exact search (IndexFlatIP) is used: recall 1.0 and no build. Its cost is
-linear in n (measured single-query p50 64 ms at 17k and 368 ms at 100k under load ~10,
-ratio 5.8 for 5.9x the vectors); scaled to an idle core (~47 ms at 500k, issue 7)
-that is ~9 ms at 100k, below the ~18 ms of encoding the need. Above it, HNSW costs
-<2 ms per query but needs efSearch 256 for recall >= 0.98 and minutes of build."""
+linear in n: single-query p50 64 ms at 17k and 368 ms at 100k under load ~10 (ratio 5.8
+for 5.9x the vectors), ~47 ms at 500k on an idle core (issue 7), so ~5 ms at 50k and
+~9 ms at 100k idle, where HNSW answers in <2 ms at recall@10 0.990 (efSearch 256, 100k).
+The API's latency budget (p50 <= 30 ms at 100k, most of it encoding the need) leaves
+no room for 9 ms of search, so exact search stops at 50k; below that its cost is a few
+milliseconds and an HNSW build (minutes) is not worth it."""
 
 HNSW_M = 32
 """HNSW links per node. Measured on the 17,010 real vectors: at efSearch 128, M=32
