@@ -3,6 +3,11 @@
 Vectors are L2-normalised, so inner product equals cosine similarity: every FAISS index here
 uses METRIC_INNER_PRODUCT. FAISS integer positions never leave this module; callers see the
 string ids of their records.
+
+Vectors are held once. Exact search keeps them in a numpy buffer; HNSW and IVF-Flat keep exact
+copies in their FAISS storage, so no buffer is kept beside them and ``vectors_for`` reconstructs
+from FAISS (at 500k x 512 the buffer was a second 1 GB, issue 6). IVF-PQ stores lossy codes, so
+it keeps the buffer: re-encoding reconstructed codes at each rebuild would compound the loss.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import numpy as np
 
 from indexes.ann_choice import FLAT_MAX_VECTORS, IndexSpec, choose_index_spec
 from indexes.persistence import load_json, save_json
-
 
 # Removed vectors stay in FAISS as tombstones until they pass this share of the index,
 # then the index is rebuilt from the live vectors (HNSW cannot delete in place).
@@ -56,9 +60,17 @@ def build_faiss(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index | None:
         index.nprobe = spec.params.get("nprobe", 32)
     else:
         raise ValueError(f"unknown index kind '{spec.kind}'; expected flat, hnsw, ivf or ivfpq")
+    if spec.kind == "ivf":
+        # Lets reconstruct() find a vector by position: the IVF-Flat lists are its only copy.
+        index.make_direct_map()
     if len(vectors):
         index.add(vectors)
     return index
+
+
+def holds_vectors(kind: str) -> bool:
+    """Whether an index of ``kind`` stores the exact vectors, so that FAISS can give them back."""
+    return kind in ("hnsw", "ivf")
 
 
 def _same_graph(a: IndexSpec, b: IndexSpec) -> bool:
@@ -81,9 +93,10 @@ class VectorIndex:
         self.spec = spec or IndexSpec("flat")
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
-        # Rows live in a buffer that grows by doubling, so adding one record to a large index
-        # costs O(1) amortised instead of copying every vector.
-        self._buffer = np.zeros((0, dimension), dtype=np.float32)
+        # Flat and IVF-PQ rows live in a buffer that grows by doubling, so adding one record to a
+        # large index costs O(1) amortised instead of copying every vector. None while the
+        # FAISS structure holds the vectors itself (holds_vectors).
+        self._buffer: np.ndarray | None = np.zeros((0, dimension), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._ann: faiss.Index | None = None
 
@@ -108,27 +121,41 @@ class VectorIndex:
             raise ValueError("ids passed to VectorIndex.add must be unique")
         self.remove([i for i in ids if i in self._pos])
         start = len(self._ids)
+        wanted = self._fixed_spec or default_spec(start + len(ids) - self._dead(), self.dimension, self.exact_max)
+        rebuild = not (_same_graph(wanted, self.spec) and self._ann is not None) and (
+            wanted != self.spec or self._ann is None and wanted.kind != "flat"
+        )
+        # Read the old rows before the bookkeeping below grows _ids past the stored rows.
+        previous = self._all_vectors() if rebuild else None
         self._ids.extend(ids)
         self._pos.update({record_id: start + n for n, record_id in enumerate(ids)})
-        self._grow(start + len(ids))
-        self._buffer[start : start + len(ids)] = vectors
         self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
-        wanted = self._fixed_spec or default_spec(len(self), self.dimension, self.exact_max)
-        if _same_graph(wanted, self.spec) and self._ann is not None:
+        if previous is not None:
+            self.spec = wanted
+            self._rebuild(np.concatenate([previous, vectors]))
+            return
+        if self._buffer is not None:
+            self._grow(start + len(ids))
+            self._buffer[start : start + len(ids)] = vectors
+        if self._ann is not None:
             self._ann.add(vectors)
             if wanted.kind == "hnsw":
                 # A larger collection only needs a wider search, not a new graph.
                 self._ann.hnsw.efSearch = wanted.params.get("ef_search", 128)
             self.spec = wanted
-        elif wanted != self.spec or self._ann is None and wanted.kind != "flat":
-            self.spec = wanted
-            self._rebuild()
 
-    @property
-    def _vectors(self) -> np.ndarray:
-        return self._buffer[: len(self._ids)]
+    def _dead(self) -> int:
+        return len(self._ids) - len(self._pos)
+
+    def _all_vectors(self) -> np.ndarray:
+        """Every stored row, tombstones included, in position order."""
+        if self._buffer is not None:
+            return self._buffer[: len(self._ids)]
+        assert self._ann is not None  # no buffer means FAISS holds the vectors
+        return self._ann.reconstruct_n(0, self._ann.ntotal)
 
     def _grow(self, rows: int) -> None:
+        assert self._buffer is not None
         if rows > len(self._buffer):
             bigger = np.zeros((max(rows, 2 * len(self._buffer)), self.dimension), np.float32)
             bigger[: len(self._buffer)] = self._buffer
@@ -142,12 +169,12 @@ class VectorIndex:
             if pos is not None:
                 self._alive[pos] = False
                 removed += 1
-        if removed and (len(self._ids) - len(self)) > _COMPACT_SHARE * max(len(self._ids), 1):
+        if removed and self._dead() > _COMPACT_SHARE * max(len(self._ids), 1):
             self._compact()
         return removed
 
     def vectors_for(self, ids: Sequence[str]) -> np.ndarray:
-        """The stored vectors of ``ids``, in order.
+        """The stored vectors of ``ids``, in order (from FAISS when it holds them).
 
         Raises:
             KeyError: naming the first id that is not in the index.
@@ -156,7 +183,12 @@ class VectorIndex:
             positions = [self._pos[i] for i in ids]
         except KeyError as exc:
             raise KeyError(f"id {exc.args[0]!r} is not in the vector index") from None
-        return self._vectors[positions]
+        if self._buffer is not None:
+            return self._buffer[positions]
+        assert self._ann is not None
+        if not positions:
+            return np.zeros((0, self.dimension), np.float32)
+        return self._ann.reconstruct_batch(np.asarray(positions, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest live records of each query, best first, as (id, cosine)."""
@@ -165,10 +197,10 @@ class VectorIndex:
             raise ValueError(f"queries must have shape (n, {self.dimension}), got {queries.shape}")
         if k <= 0 or len(self) == 0:
             return [[] for _ in range(len(queries))]
-        dead = len(self._ids) - len(self)
-        fetch = min(k + dead, len(self._ids))
+        fetch = min(k + self._dead(), len(self._ids))
         if self._ann is None:
-            scores, positions = faiss.knn(queries, self._vectors, fetch, metric=faiss.METRIC_INNER_PRODUCT)
+            vectors = self._all_vectors()
+            scores, positions = faiss.knn(queries, vectors, fetch, metric=faiss.METRIC_INNER_PRODUCT)
         else:
             scores, positions = self._ann.search(queries, fetch)
         out: list[list[tuple[str, float]]] = []
@@ -183,22 +215,29 @@ class VectorIndex:
 
     def _compact(self) -> None:
         keep = np.flatnonzero(self._alive)
-        self._buffer = self._vectors[keep]
+        if self._buffer is not None:
+            vectors = self._buffer[keep]
+        else:
+            assert self._ann is not None
+            vectors = self._ann.reconstruct_batch(keep.astype(np.int64))
         self._ids = [self._ids[p] for p in keep]
         self._alive = np.ones(len(keep), dtype=bool)
         self._pos = {record_id: n for n, record_id in enumerate(self._ids)}
-        self._rebuild()
+        self._rebuild(vectors)
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, vectors: np.ndarray) -> None:
+        """Build the structure of ``self.spec`` over ``vectors`` (all rows, in position order)."""
         # Tombstoned rows are indexed too when present; search filters them by _alive.
-        self._ann = build_faiss(self.spec, self._vectors)
+        self._ann = build_faiss(self.spec, vectors)
+        self._buffer = None if holds_vectors(self.spec.kind) else np.ascontiguousarray(vectors)
 
     def save(self, directory: Path) -> dict[str, Any]:
-        """Write vectors, ids, liveness and the FAISS structure; returns manifest fields.
+        """Write ids, liveness, the FAISS structure and (flat, IVF-PQ) the vectors.
 
         Does not modify the index, so it may run while other threads search.
         """
-        np.save(directory / "vectors.npy", self._vectors, allow_pickle=False)
+        if self._buffer is not None:
+            np.save(directory / "vectors.npy", self._buffer[: len(self._ids)], allow_pickle=False)
         np.save(directory / "alive.npy", self._alive, allow_pickle=False)
         save_json(directory / "ids.json", self._ids)
         if self._ann is not None:
@@ -208,13 +247,32 @@ class VectorIndex:
 
     @classmethod
     def load(cls, directory: Path, info: dict[str, Any], exact_max: int | None) -> VectorIndex:
+        """Open a saved index. Where FAISS holds the vectors, ``vectors.npy`` (written by earlier
+        versions) is not read.
+
+        Raises:
+            ValueError: the files disagree on the number of rows.
+        """
         spec = IndexSpec(info["index"]["kind"], dict(info["index"]["params"]))
         index = cls(int(info["dimension"]), None, exact_max)
         index.spec = spec
-        index._buffer = np.load(directory / "vectors.npy", allow_pickle=False)
         index._alive = np.load(directory / "alive.npy", allow_pickle=False)
         index._ids = list(load_json(directory / "ids.json"))
         index._pos = {i: n for n, (i, alive) in enumerate(zip(index._ids, index._alive)) if alive}
         faiss_path = directory / "vectors.faiss"
         index._ann = faiss.read_index(str(faiss_path)) if faiss_path.is_file() else None
+        if index._ann is not None and holds_vectors(spec.kind):
+            index._buffer = None
+            if spec.kind == "ivf" and index._ann.direct_map.type == faiss.DirectMap.NoMap:
+                faiss.extract_index_ivf(index._ann).make_direct_map()
+            rows = index._ann.ntotal
+        else:
+            index._buffer = np.load(directory / "vectors.npy", allow_pickle=False)
+            rows = len(index._buffer)
+        if not rows == len(index._ids) == len(index._alive):
+            raise ValueError(
+                f"vector index in {directory} is inconsistent: {rows} stored vectors, "
+                f"{len(index._ids)} ids, {len(index._alive)} liveness flags; rebuild it with "
+                f"`techmatch index build`"
+            )
         return index
