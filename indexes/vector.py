@@ -99,6 +99,7 @@ class VectorIndex:
         self._buffer: np.ndarray | None = np.zeros((0, dimension), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._ann: faiss.Index | None = None
+        self._mapped = False  # the FAISS storage is a read-only view of the saved file
 
     def __len__(self) -> int:
         return len(self._pos)
@@ -138,6 +139,11 @@ class VectorIndex:
             self._grow(start + len(ids))
             self._buffer[start : start + len(ids)] = vectors
         if self._ann is not None:
+            if self._mapped:
+                # A mapped view cannot grow (FAISS aborts the process): take an owned copy on
+                # the first write, once.
+                self._ann = faiss.deserialize_index(faiss.serialize_index(self._ann))
+                self._mapped = False
             self._ann.add(vectors)
             if wanted.kind == "hnsw":
                 # A larger collection only needs a wider search, not a new graph.
@@ -229,6 +235,7 @@ class VectorIndex:
         """Build the structure of ``self.spec`` over ``vectors`` (all rows, in position order)."""
         # Tombstoned rows are indexed too when present; search filters them by _alive.
         self._ann = build_faiss(self.spec, vectors)
+        self._mapped = False
         self._buffer = None if holds_vectors(self.spec.kind) else np.ascontiguousarray(vectors)
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -260,7 +267,14 @@ class VectorIndex:
         index._ids = list(load_json(directory / "ids.json"))
         index._pos = {i: n for n, (i, alive) in enumerate(zip(index._ids, index._alive)) if alive}
         faiss_path = directory / "vectors.faiss"
-        index._ann = faiss.read_index(str(faiss_path)) if faiss_path.is_file() else None
+        index._ann = None
+        if faiss_path.is_file():
+            # HNSW's vectors are memory-mapped, not read: processes that open the same index
+            # (batch workers, API replicas) share one copy of them in the page cache, and a
+            # read-only job never holds them in its own memory. The graph itself is read.
+            index._mapped = spec.kind == "hnsw"
+            flags = faiss.IO_FLAG_MMAP_IFC if index._mapped else 0
+            index._ann = faiss.read_index(str(faiss_path), flags)
         if index._ann is not None and holds_vectors(spec.kind):
             index._buffer = None
             if spec.kind == "ivf" and index._ann.direct_map.type == faiss.DirectMap.NoMap:

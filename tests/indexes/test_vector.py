@@ -169,3 +169,23 @@ def test_load_refuses_inconsistent_files(tmp_path: Path) -> None:
     (tmp_path / "ids.json").write_text('["0"]', encoding="utf-8")
     with pytest.raises(ValueError, match="50 stored vectors, 1 ids"):
         VectorIndex.load(tmp_path, info, exact_max=None)
+
+
+def test_a_loaded_hnsw_index_maps_its_vectors_and_still_takes_writes(tmp_path: Path) -> None:
+    vectors = _random(400, dim=32, seed=7)
+    spec = IndexSpec("hnsw", {"M": 16, "ef_construction": 40, "ef_search": 64})
+    index = VectorIndex(32, spec)
+    index.add([f"d{i}" for i in range(300)], vectors[:300])
+    info = index.save(tmp_path)
+    loaded = VectorIndex.load(tmp_path, info, None)
+    assert np.array_equal(loaded.vectors_for(["d5", "d299"]), vectors[[5, 299]])
+    # Growing a mapped FAISS view aborts the process; the index must copy it first.
+    loaded.add([f"d{i}" for i in range(300, 400)], vectors[300:])
+    loaded.add(["d5"], vectors[399:400])  # a replacement, after the copy
+    assert len(loaded) == 400
+    assert loaded.search(vectors[350:351], 1)[0][0][0] == "d350"
+    assert np.array_equal(loaded.vectors_for(["d5", "d350"]), vectors[[399, 350]])
+    again = tmp_path / "again"
+    again.mkdir()
+    reloaded = VectorIndex.load(again, loaded.save(again), None)
+    assert np.array_equal(reloaded.vectors_for(["d5", "d350"]), vectors[[399, 350]])
