@@ -158,3 +158,44 @@ def test_index_build_on_ray_equals_a_local_build(
     cosines = np.sum(a.results.vector.vectors_for(ids) * b.results.vector.vectors_for(ids), axis=1)
     # Same model and batches; int8 activation scales may differ only where batches differ.
     assert cosines.min() > 0.999
+
+
+def test_workers_exit_when_the_job_is_killed(setup: tuple[Path, Path, Matcher], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    index_dir, needs_path, _ = setup
+    script = (
+        "import functools, sys, time\n"
+        "from matcher.loaders import load_needs\n"
+        "from matcher.process_executor import ProcessExecutor\n"
+        "from matcher.batch_io import read_chunks\n"
+        "from matcher.records import EnterpriseNeed\n"
+        "from models.fake import FakeEncoder\n"
+        f"ex = ProcessExecutor({str(index_dir)!r}, 3, 'needs-to-results', workers=2,"
+        " encoder_factory=functools.partial(FakeEncoder, 256))\n"
+        f"next(ex.map(read_chunks({str(needs_path)!r}, EnterpriseNeed, 4, 0, 0)))\n"
+        "print(' '.join(str(p) for p in ex._pool._processes), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert job.stdout is not None
+    workers = [int(p) for p in job.stdout.readline().split()]
+    assert len(workers) == 2
+    job.send_signal(signal.SIGKILL)  # as `kill -9` of a running batch job
+    job.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if _running(p)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
