@@ -208,21 +208,16 @@ def free_port() -> int:
 class Server:
     """``techmatch serve`` in a child process, stopped by its own pid."""
 
-    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path,
-                 code: Path | None = None) -> None:
+    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TECHMATCH_QUANTIZE": str(quantize).lower(),
                "TECHMATCH_USE_CACHE": "false", "TECHMATCH_CACHE_DIR": str(WORK / "cache")}
         env.pop("TECHMATCH_API_KEYS", None)
-        if code is not None:
-            # Another checkout of techmatch (e.g. `git worktree add /tmp/before <commit>`): it
-            # comes first on the path, ahead of the installed (editable) package.
-            env["PYTHONPATH"] = str(code)
         self.port = port
         self._log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from matcher.cli import app; app()", "serve",
              "--index-dir", str(index_dir), "--port", str(port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(code) if code else None,
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
@@ -323,8 +318,6 @@ def load_phase(port: int, bodies: list[bytes], concurrency: int, max_seconds: fl
         "max_ms": round(float(lat.max()), 1),
         "server_took_p50_ms": round(float(np.percentile(took, 50)), 1) if took else None,
         "server_took_p99_ms": round(float(np.percentile(took, 99)), 1) if took else None,
-        "_latencies": latencies,
-        "_took": took,
     }
 
 
@@ -382,7 +375,6 @@ def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds
                 row = {"results": ready["results"], "index": ready["index"], "server_start_s": load_s,
                        "loadavg_1m_before": round(os.getloadavg()[0], 2),
                        **load_phase(server.port, bodies, level, max_seconds)}
-                del row["_latencies"], row["_took"]
                 # CPU time per request does not grow with other processes' load the way wall
                 # time does: on an idle machine latency lies between cpu/2 (both cores busy
                 # for this request) and cpu (one core).
@@ -396,50 +388,6 @@ def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds
     return rows
 
 
-def compare(before_code: Path, before_index: Path, after_index: Path, requests: int,
-            rounds: int, quantize: bool, warmup: int) -> dict[str, Any]:
-    """Latency of an older checkout and of this one, measured in the same run.
-
-    Both servers run at once; the client alternates between them in blocks of
-    ``requests / rounds`` requests (the same needs to both, block by block, order swapped
-    every round), at concurrency 1, so load bursts of other jobs hit both alike.
-    """
-    needs = real_needs()
-    bodies = [_payload(needs[n % len(needs)]) for n in range(requests)]
-    servers = {"before": Server(before_index, free_port(), quantize, WORK / "server-before.log", before_code),
-               "after": Server(after_index, free_port(), quantize, WORK / "server-after.log")}
-    out: dict[str, Any] = {"before_code": str(before_code), "before_index": str(before_index),
-                           "after_index": str(after_index), "loadavg_1m_before": round(os.getloadavg()[0], 2)}
-    try:
-        for name, server in servers.items():
-            out[f"{name}_ready"] = server.wait_ready(timeout=900)
-            load_phase(server.port, bodies[:warmup], 1, 600)
-        latencies: dict[str, list[float]] = {name: [] for name in servers}
-        took: dict[str, list[float]] = {name: [] for name in servers}
-        block = max(1, requests // rounds)
-        for r in range(rounds):
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            for name in order:
-                phase = load_phase(servers[name].port, bodies[r * block : (r + 1) * block], 1, 600)
-                if phase["errors"]:
-                    raise RuntimeError(f"{name}: {phase['error_samples']}")
-                latencies[name].extend(phase.pop("_latencies"))
-                took[name].extend(phase.pop("_took"))
-        for name in servers:
-            lat = np.array(latencies[name])
-            out[name] = {"requests": len(lat), "p50_ms": round(float(np.percentile(lat, 50)), 1),
-                         "p90_ms": round(float(np.percentile(lat, 90)), 1),
-                         "p99_ms": round(float(np.percentile(lat, 99)), 1),
-                         "server_took_p50_ms": round(float(np.percentile(took[name], 50)), 1)}
-        out["p50_ratio_before_over_after"] = round(out["before"]["p50_ms"] / out["after"]["p50_ms"], 2)
-        out["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-    finally:
-        for server in servers.values():
-            server.stop()
-    print(json.dumps(out), flush=True)
-    return out
-
-
 def run_api(
     stage: str = "all",
     sizes: list[int] | int = (17_010, 100_000),  # type: ignore[assignment]
@@ -450,33 +398,20 @@ def run_api(
     warmup: int = 10,
     seed_from: str | None = None,
     exact_max: int | None = None,
-    before_code: str | None = None,
-    before_index: str | None = None,
-    rounds: int = 8,
 ) -> dict[str, Any]:
-    """Build (``stage=build``), measure (``stage=measure``) or both (``all``); write api.json.
-
-    ``stage=compare before_code=DIR before_index=DIR sizes=N``: an older checkout's server on
-    its own index against this checkout's on ``index-N``, alternating (see :func:`compare`).
-    """
+    """Build (``stage=build``), measure (``stage=measure``) or both (``all``); write api.json."""
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)
     concurrency = [concurrency] if isinstance(concurrency, int) else list(concurrency)
     WORK.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {"benchmark": "api", "quantize": quantize, "machine": machine()}
     if stage in ("build", "all"):
         payload["build"] = build(sizes, quantize, seed_from, exact_max)
-    if stage == "compare":
-        if before_code is None or before_index is None:
-            raise ValueError("stage=compare needs before_code=DIR and before_index=DIR")
-        payload["compare"] = compare(Path(before_code), Path(before_index),
-                                     WORK / index_name(sizes[0], exact_max), requests, rounds, quantize, warmup)
     if stage in ("measure", "all"):
         payload["runs"] = measure(sizes, concurrency, requests, max_seconds, quantize, warmup, exact_max)
         payload["encode_only"] = encode_share(quantize)
         print(json.dumps(payload["encode_only"]), flush=True)
     payload["machine_after"] = machine()
-    name = {"build": "api_build", "compare": "api_compare"}.get(stage, "api") + (
-        "" if exact_max is None else f"_exact{exact_max}")
+    name = ("api" if stage != "build" else "api_build") + ("" if exact_max is None else f"_exact{exact_max}")
     print(f"written {write_json(name, payload)}", flush=True)
     return payload
 
