@@ -38,9 +38,13 @@ def plan_batches(
 
     Items are sorted longest first (a stable sort, so equal lengths keep their input
     order) and cut into consecutive batches; a batch closes when adding the next item
-    would exceed ``batch_size`` items or make ``items x longest length`` (the padded
-    size) exceed ``max_tokens_per_batch``. A single item longer than the budget still
-    gets a batch of its own.
+    would exceed ``batch_size`` items, make ``items x longest length`` (the padded
+    size) exceed ``max_tokens_per_batch``, or pad the next item to more than twice its
+    length. A single item longer than the budget still gets a batch of its own.
+
+    The last rule matters for a need: its text (~300 tokens) and its short key sentences
+    (~30) fit one budget, but padded to the need's width the sentences cost as much as
+    the need itself each (single-need encoding was 7x the need's own cost).
 
     Args:
         lengths: Token count of each item.
@@ -69,6 +73,8 @@ def plan_batches(
         # Longest first: the first item of a batch fixes its padded width.
         width = max(int(lengths_arr[order[start]]), 1)
         fit = max(1, min(batch_size, max_tokens_per_batch // width))
+        # Sorted longest first, so the items worth padding to ``width`` are a prefix.
+        fit = max(1, int(np.count_nonzero(2 * lengths_arr[order[start : start + fit]] >= width)))
         batches.append(order[start : start + fit])
         start += fit
     return batches

@@ -115,3 +115,10 @@ def test_truncation_policy_cuts_long_texts_and_restores_the_model_limit(m3e) -> 
 def test_encode_length_sorted_rejects_bad_truncation() -> None:
     with pytest.raises(ValueError, match="max_seq_length must be > 0, got 0"):
         encode_length_sorted(object(), ["x"], max_seq_length=0)  # type: ignore[arg-type]
+
+
+def test_short_items_are_not_padded_to_a_long_one() -> None:
+    # A need (300 tokens) and its key sentences (~30): together they fit the token budget,
+    # but padded to 300 each sentence would cost as much as the need.
+    batches = plan_batches([30, 300, 28, 151, 25], batch_size=128, max_tokens_per_batch=8192)
+    assert [b.tolist() for b in batches] == [[1, 3], [0, 2, 4]]
