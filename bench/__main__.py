@@ -26,6 +26,12 @@ def _encoder_quality(**kw: Any) -> object:
     return run_quality(**kw)
 
 
+def _encoder_query(**kw: Any) -> object:
+    from bench.encoder import run_query_latency
+
+    return run_query_latency(**kw)
+
+
 def _embed(**kw: Any) -> object:
     from bench.encoder import run_embed
 
@@ -56,6 +62,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., object], str]] = {
         "docs/s of fp32 vs int8 vs length-sorted batching on 2,000 CSL abstracts",
     ),
     "encoder-quality": (_encoder_quality, "CCF rerank strong_precision@1 / ndcg@10, fp32 vs int8"),
+    "encoder-query": (_encoder_query, "one ~260-char need on 1 thread: torch vs ONNX fp32 p50"),
     "embed": (_embed, "embed the 17,010 real results + 371 needs to /tmp/bench_emb.npy"),
     "ann": (_ann, "Flat vs HNSW vs IVF / IVF-PQ: build, memory, recall@10, latency, QPS"),
     "batch-scale": (_batch_scale, "10k needs x 500k results: stage=embed|embed-variants|data|build|warm|profile"),

@@ -147,13 +147,41 @@ class SentenceTransformerEncoder:
         return np.concatenate(parts)
 
 
+BACKENDS = ("torch", "onnx")
+DEFAULT_ONNX_CACHE = Path.home() / ".cache" / "techmatch" / "onnx"
+
+
 @functools.lru_cache(maxsize=4)
 def load_encoder(
-    model: str | None = None, *, quantize: bool = False, batch_size: int = 32
+    model: str | None = None,
+    *,
+    quantize: bool = False,
+    batch_size: int = 32,
+    backend: str = "torch",
+    onnx_cache_dir: Path | None = None,
 ) -> Encoder:
     """The configured encoder: ``model`` (``TECHMATCH_MODEL``) or the bundled m3e-small.
 
     Loaded once per process and configuration: loading takes seconds and the encoder holds
     no per-call state, so the CLI, the API and the evaluator share it.
+
+    Args:
+        model: Local sentence-transformers folder or name; None for m3e-small.
+        quantize: Encode documents in int8 (needs stay fp32) with either backend.
+        batch_size: Texts per torch batch (the ONNX backend batches by token budget).
+        backend: ``torch`` (sentence-transformers) or ``onnx`` (ONNX Runtime, the model
+            exported once and cached, see :mod:`models.onnx_backend`).
+        onnx_cache_dir: Where the ONNX backend caches exported graphs.
+
+    Raises:
+        ValueError: for an unknown backend.
     """
+    if backend == "onnx":
+        from models.onnx_backend import load_onnx_encoder
+
+        return load_onnx_encoder(
+            model, cache_dir=onnx_cache_dir or DEFAULT_ONNX_CACHE, quantize=quantize
+        )
+    if backend != "torch":
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return SentenceTransformerEncoder(model, quantize=quantize, batch_size=batch_size)
