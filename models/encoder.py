@@ -35,3 +35,12 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def fingerprint_of(model_id: str, dimension: int, max_seq_length: int, docs: str | None = None) -> str:
+    """The encoder fingerprint every backend writes the same way.
+
+    ``docs`` names how documents are encoded when it differs from the queries (e.g.
+    ``int8-dynamic``); two encoders whose vectors differ must never share a fingerprint.
+    """
+    return f"{model_id}/dim={dimension}/norm=l2/max_seq={max_seq_length}" + (f"/docs={docs}" if docs else "")

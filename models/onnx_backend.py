@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.batching import DEFAULT_BATCH_SIZE, plan_batches
-from models.encoder import l2_normalise
+from models.encoder import fingerprint_of, l2_normalise
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -521,9 +521,8 @@ class OnnxEncoder:
         )
         # fp32 ONNX reproduces torch fp32 (cosine >= 0.9999, tested), so without int8 the
         # fingerprint equals the torch encoder's and their indexes are interchangeable.
-        self._fingerprint = f"{model_id}/dim={self._dimension}/norm=l2/max_seq={max_seq}" + (
-            f"/docs={QUANTIZATION_TAG}" if quantize else ""
-        )
+        self._fingerprint = fingerprint_of(model_id, self._dimension, max_seq,
+                                           QUANTIZATION_TAG if quantize else None)
 
     @property
     def fingerprint(self) -> str:

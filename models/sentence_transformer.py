@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.batching import encode_length_sorted
-from models.encoder import Encoder, l2_normalise
+from models.encoder import Encoder, fingerprint_of, l2_normalise
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -109,11 +109,8 @@ class SentenceTransformerEncoder:
         if dim is None:
             raise ModelNotFoundError(f"model '{source}' does not declare an embedding dimension")
         self._dimension = int(dim)
-        self._fingerprint = (
-            f"{_model_id(source)}/dim={self._dimension}/norm=l2"
-            f"/max_seq={self._model.max_seq_length}"
-            + (f"/docs={QUANTIZATION_TAG}" if quantize else "")
-        )
+        self._fingerprint = fingerprint_of(_model_id(source), self._dimension, self._model.max_seq_length,
+                                           QUANTIZATION_TAG if quantize else None)
 
     @property
     def fingerprint(self) -> str:
