@@ -79,3 +79,18 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = OUTPUT_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def product_encoder(quantize: bool = True) -> Any:
+    """The encoder the product uses under the current settings (``TECHMATCH_BACKEND``,
+    ``TECHMATCH_MODEL``), without the embedding cache.
+
+    Benchmarks that build an index must embed with it: a server or batch job started with the
+    same settings refuses an index built by any other encoder.
+    """
+    from matcher.settings import Settings
+    from models.sentence_transformer import load_encoder
+
+    settings = Settings()
+    return load_encoder(settings.model, quantize=quantize, batch_size=settings.batch_size,
+                        backend=settings.backend, onnx_cache_dir=settings.cache_dir / "onnx")

@@ -115,10 +115,10 @@ def variants(results: list[Any], vectors: np.ndarray, n: int, seed: int = SEED) 
 
 
 def _encoder(quantize: bool) -> Any:
+    from bench import product_encoder
     from models.cache import CachedEncoder, EmbeddingCache
-    from models.sentence_transformer import SentenceTransformerEncoder
 
-    return CachedEncoder(SentenceTransformerEncoder(quantize=quantize),
+    return CachedEncoder(product_encoder(quantize),
                          EmbeddingCache(WORK / "cache" / "embeddings.sqlite"))
 
 
@@ -329,10 +329,10 @@ def encode_share(quantize: bool, n: int = 100) -> dict[str, Any]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from bench import product_encoder
     from matcher.text import render_need
-    from models.sentence_transformer import SentenceTransformerEncoder
 
-    encoder = SentenceTransformerEncoder(quantize=quantize)
+    encoder = product_encoder(quantize)
     texts = [render_need(need) for need in real_needs()[:n]]
 
     def timed_all() -> tuple[list[float], list[float]]:

@@ -222,10 +222,10 @@ def _write(name: str, payload: dict[str, Any]) -> None:
 
 def _real_encoder(cached: bool = True) -> Any:
     """The production encoder (int8 m3e-small), behind the bench's own embedding cache if ``cached``."""
+    from bench import product_encoder
     from models.cache import CachedEncoder, EmbeddingCache
-    from models.sentence_transformer import SentenceTransformerEncoder
 
-    inner = SentenceTransformerEncoder(quantize=True)
+    inner = product_encoder(quantize=True)
     if not cached:
         return inner
     return CachedEncoder(inner, EmbeddingCache(WORK / "cache" / "embeddings.sqlite"))
@@ -406,10 +406,13 @@ def _hash(text: str) -> bytes:
 
 
 def fingerprint_of_real_encoder() -> str:
-    """The fingerprint of int8 m3e-small (what ``TECHMATCH_QUANTIZE=true`` loads)."""
-    from models.sentence_transformer import SentenceTransformerEncoder
+    """The fingerprint of the configured int8 encoder (``TECHMATCH_BACKEND``), under which the
+    index and the cache are written so that ``techmatch batch`` with the same settings opens
+    them. The recorded runs (RESULTS.md) used ``TECHMATCH_BACKEND=torch``, the backend the
+    real vectors of the ``embed`` stage were computed with."""
+    from bench import product_encoder
 
-    return SentenceTransformerEncoder(quantize=True).fingerprint
+    return str(product_encoder(quantize=True).fingerprint)
 
 
 def stage_build(chunk: int = 50_000) -> dict[str, Any]:
@@ -460,9 +463,9 @@ def stage_warm() -> dict[str, Any]:
     from matcher.need_analysis import analyse_need
     from matcher.text import render_need
     from models.cache import CachedEncoder, EmbeddingCache, text_key
-    from models.sentence_transformer import SentenceTransformerEncoder
+    from bench import product_encoder
 
-    encoder = SentenceTransformerEncoder(quantize=True)
+    encoder = product_encoder(quantize=True)
     needs = load_needs(WORK / "needs_10k.jsonl").records
     vectors = np.load(WORK / "needs_10k_vectors.npy", allow_pickle=False)
     cache = EmbeddingCache(WORK / "cache" / "embeddings.sqlite")
