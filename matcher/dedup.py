@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -29,13 +29,14 @@ def normalise_title(title: str) -> str:
 
 
 def fold_duplicates(
-    order: np.ndarray, titles: Sequence[str], vectors: np.ndarray, top_k: int
+    order: np.ndarray, title_keys: Sequence[Hashable], vectors: np.ndarray, top_k: int
 ) -> list[tuple[int, list[int]]]:
     """Walk candidates best first, keep the first ``top_k`` distinct ones, attach the rest.
 
     Args:
         order: candidate positions, best first.
-        titles: title of each candidate position.
+        title_keys: the normalised title of each candidate position, or any key equal for
+            equal normalised titles (``matcher.profiles.title_key``).
         vectors: unit embedding of each candidate position.
         top_k: how many distinct results to keep.
 
@@ -52,10 +53,10 @@ def fold_duplicates(
     # cost more than the rest of the ranking. Only pairs at or above the threshold matter.
     rows = np.asarray(vectors, np.float32)[positions]
     close = (rows @ rows.T >= DUPLICATE_COSINE).tolist()
-    by_title: dict[str, int] = {}
+    by_title: dict[Hashable, int] = {}
     kept_rows: list[int] = []  # row in ``rows`` of each kept candidate
     for row, position in enumerate(positions):
-        key = normalise_title(titles[position])
+        key = title_keys[position]
         twin_of = by_title.get(key)
         if twin_of is None and kept_rows:
             near = [k for k, r in enumerate(kept_rows) if close[row][r]]

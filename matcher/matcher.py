@@ -41,7 +41,9 @@ from matcher.scoring import (
     same_vector_space,
     score_batch,
 )
-from matcher.signals import TermStats, result_profile
+from matcher.profiles import result_row
+from matcher.result_table import ResultTable
+from matcher.signals import TermStats
 from matcher.store import RecordStore
 from matcher.text import render_need, render_result
 from models.encoder import Encoder
@@ -52,6 +54,7 @@ Progress = Callable[[int], None]
 # Writes after the snapshot are replayed from the store's change log on load.
 STORE_FILE = "records.sqlite"
 SNAPSHOT_DIR = "snapshot"
+TABLE_DIR = "results_table"
 ENCODE_CHUNK = 256
 
 
@@ -121,11 +124,14 @@ class Matcher:
         needs: Collection,
         store: RecordStore,
         options: MatcherOptions | None = None,
+        table: ResultTable | None = None,
     ) -> None:
         self.encoder = encoder
         self.results = results
         self.needs = needs
         self.store = store
+        # The results' signal inputs, gathered per need (matcher.profiles).
+        self.table = table if table is not None else ResultTable()
         self.options = options or MatcherOptions()
         self.index_dir: Path | None = None
         # The learned need-side adapter only applies to the vector space it was trained in.
@@ -195,6 +201,7 @@ class Matcher:
             info = {
                 "results": self.results.save(directory / "results"),
                 "needs": self.needs.save(directory / "needs"),
+                TABLE_DIR: self.table.save(directory / TABLE_DIR),
             }
         write_manifest(
             directory,
@@ -226,12 +233,23 @@ class Matcher:
         check_fingerprint(index_dir, manifest, encoder.fingerprint)
         options = options or MatcherOptions(**manifest.get("options", {}))
         info = manifest["collections"]
+        store = RecordStore(index_dir / STORE_FILE)
+        results = Collection.load(snapshot / "results", info["results"], options.exact_max)
+        if TABLE_DIR in info:
+            table = ResultTable.load(snapshot / TABLE_DIR)
+        else:  # a snapshot written before the table existed: derive it from the store
+            table = ResultTable()
+            ids = results.vector.ids()
+            for start in range(0, len(ids), 10_000):
+                found = store.result_rows(ids[start : start + 10_000])
+                table.add(list(found), list(found.values()))
         matcher = cls(
             encoder,
-            Collection.load(snapshot / "results", info["results"], options.exact_max),
+            results,
             Collection.load(snapshot / "needs", info["needs"], options.exact_max),
-            RecordStore(index_dir / STORE_FILE),
+            store,
             options,
+            table,
         )
         matcher.index_dir = index_dir
         matcher._replay(int(manifest.get("store_seq", 0)))
@@ -243,6 +261,8 @@ class Matcher:
             deleted = [i for (k, i), op in changes.items() if k == kind and op == "delete"]
             upserted = [i for (k, i), op in changes.items() if k == kind and op == "upsert"]
             collection.remove(deleted)
+            if kind == "results":
+                self.table.remove(deleted)
             records = list(self.store.get(kind, upserted).values())  # type: ignore[arg-type]
             self._index(kind, records, None, store=False)  # type: ignore[arg-type]
 
@@ -262,6 +282,7 @@ class Matcher:
         """Delete results from the store and the indexes; returns how many were indexed."""
         with self._lock.write():
             self.store.delete("results", ids)
+            self.table.remove(ids)
             return self.results.remove(ids)
 
     def delete_needs(self, ids: Sequence[str]) -> int:
@@ -286,6 +307,7 @@ class Matcher:
         # Encoding is the slow part and touches no shared state: keep it outside the lock.
         vectors = encode_chunked(encode, texts, self.encoder.dimension, progress)
         tokens = [tokenize(text) for text in texts]
+        rows = [result_row(r) for r in records] if kind == "results" else []  # type: ignore[arg-type]
         # Store and indexes change together under the write lock, so a snapshot never
         # records a store sequence whose writes its indexes lack, and two writes of one id
         # land in the same order in both.
@@ -293,6 +315,8 @@ class Matcher:
             if store:
                 self.store.upsert(kind, records)  # type: ignore[arg-type]
             collection.add([r.id for r in records], tokens, vectors)
+            if rows:
+                self.table.add([r.id for r in records], rows)
 
     # ----- matching -----------------------------------------------------------------------
 
@@ -390,17 +414,17 @@ class Matcher:
         config: str,
         dedup: bool,
     ) -> list[Match]:
-        stored = self.store.profiled_results(ids)
-        records = {i: record for i, (record, _) in stored.items()}
-        ids = [i for i in ids if i in records and (filters is None or filters.accepts(records[i]))]
+        ids, profiles = self.table.gather(ids)
+        if filters is not None and not filters.is_empty():
+            keep = [n for n, facets in enumerate(profiles.facets) if filters.accepts(facets)]
+            ids, profiles = [ids[n] for n in keep], profiles.subset(keep)
         if not ids:
             return []
-        profiles = [stored[i][1] or result_profile(records[i]) for i in ids]
         result_vectors = self.results.vector.vectors_for(ids)
         batch = CandidateBatch(
             need=query.need,
             need_text=query.text,
-            results=[records[i] for i in ids],
+            profiles=profiles,
             dense=result_vectors @ query.vector,
             lexical=bm25.for_ids(ids),
             need_vector=query.vector if self._adapter_fits else None,
@@ -408,18 +432,19 @@ class Matcher:
             view_vectors=query.views,
             analysis=query.analysis,
             term_stats=TermStats(self.results.lexical.document_frequency, len(self.results.lexical)),
-            profiles=profiles,
         )
         scored = score_batch(batch, config)
         order = np.argsort(-scored.scores, kind="stable")
         groups = (
-            fold_duplicates(order, [r.title for r in batch.results], result_vectors, top_k)
+            fold_duplicates(order, profiles.title_keys.tolist(), result_vectors, top_k)
             if dedup
             else [(int(p), []) for p in order[:top_k]]
         )
+        # Only the shown matches are read from the store, for their records and reasons.
+        records = self.store.results([ids[p] for p, _ in groups])
         matches = []
         for rank, (p, twins) in enumerate(groups, start=1):
-            why = explain_candidate(batch, scored, p)
+            why = explain_candidate(batch, scored, p, records[ids[p]])
             matches.append(Match(
                 result_id=ids[p],
                 rank=rank,

@@ -21,7 +21,7 @@ from indexes.tokenizer import STOPWORDS
 from matcher.records import EnterpriseNeed
 
 jieba.setLogLevel(logging.WARNING)
-_jieba_lock = threading.Lock()
+_jieba_lock = threading.Lock()  # jieba.posseg's tag table loads on first use
 
 # Section headings as posted on tech-transfer platforms, mapped to a canonical name. Order
 # matters only for readability; a heading is recognised anywhere before a colon.
@@ -123,7 +123,8 @@ def key_sentences(need: EnterpriseNeed, max_sentences: int = 12) -> list[str]:
 
 
 def key_terms(text: str, top_k: int = 20) -> list[KeyTerm]:
-    """The ``top_k`` TF-IDF key terms of ``text`` (jieba.analyse with its bundled IDF table).
+    """The ``top_k`` TF-IDF key terms of ``text`` (jieba.analyse's IDF table), technical
+    parts of speech only.
 
     Stopwords, single characters and pure numbers are dropped. Weights are jieba's TF-IDF
     scores, highest first.
@@ -131,16 +132,47 @@ def key_terms(text: str, top_k: int = 20) -> list[KeyTerm]:
     return list(_key_terms(text, top_k))
 
 
-# POS tagging (jieba.posseg's Viterbi) is the costliest step of a need's analysis; a need
-# matched again (a re-run batch, a retried request) reuses its terms.
+# POS tags come from jieba's dictionary (the tag each word carries in dict.txt); a word the
+# dictionary lacks counts when it is an English word (CBN, PLC) and not otherwise. jieba's
+# posseg would tag such words with a second HMM pass, which cost 4x the whole extraction
+# (3.3 vs 0.8 ms per CCF need) for top-20 term lists that agree at Jaccard 0.90.
+_ENGLISH = re.compile(r"[a-z0-9]*[a-z][a-z0-9]*", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1)
+def _word_tags() -> dict[str, str]:
+    with _jieba_lock:
+        import jieba.posseg
+
+        list(jieba.posseg.cut("初始化"))  # loads the tag table once
+        return jieba.posseg.dt.word_tag_tab
+
+
+def _tag(word: str, tags: dict[str, str]) -> str:
+    tag = tags.get(word)
+    if tag is not None:
+        return tag
+    return "eng" if _ENGLISH.fullmatch(word) else "x"
+
+
+# A need matched again (a re-run batch, a retried request) reuses its terms.
 @functools.lru_cache(maxsize=4096)
 def _key_terms(text: str, top_k: int) -> tuple[KeyTerm, ...]:
     if not text.strip():
         return ()
-    with _jieba_lock:  # jieba.analyse keeps a module-level extractor
-        tags = jieba.analyse.extract_tags(text, topK=top_k * 2, withWeight=True, allowPOS=_KEY_TERM_POS)
+    tags, tfidf = _word_tags(), jieba.analyse.default_tfidf
+    allowed = frozenset(_KEY_TERM_POS)
+    # jieba.analyse's TF-IDF (term frequency × its bundled IDF table), over tagged words.
+    freq: dict[str, float] = {}
+    for word in jieba.cut(text):
+        if _tag(word, tags) not in allowed or len(word.strip()) < 2 or word.lower() in tfidf.stop_words:
+            continue
+        freq[word] = freq.get(word, 0.0) + 1.0
+    total = sum(freq.values())
+    weighted = sorted(((w, n * tfidf.idf_freq.get(w, tfidf.median_idf) / total) for w, n in freq.items()),
+                      key=lambda wn: wn[1], reverse=True)
     terms: list[KeyTerm] = []
-    for term, weight in tags:
+    for term, weight in weighted:
         term = term.strip().lower()
         if len(term) < 2 or term in STOPWORDS or term.isdigit():
             continue

@@ -106,8 +106,9 @@ class MatchFilters(BaseModel):
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
 
-    def accepts(self, result: ResearchResult) -> bool:
-        """Whether ``result`` satisfies every set constraint."""
+    def accepts(self, result: ResearchResult | Any) -> bool:
+        """Whether ``result`` (a record or its ``matcher.profiles.Facets``) satisfies every set
+        constraint."""
         if self.field is not None and self.field not in (result.field or ""):
             return False
         if self.region is not None and self.region not in (result.region or ""):

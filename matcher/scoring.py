@@ -22,7 +22,8 @@ import numpy as np
 from matcher.need_analysis import NeedAnalysis, analyse_need
 from matcher.reasons import Explanation, explain
 from matcher.records import EnterpriseNeed, ResearchResult
-from matcher.signals import PairSignals, ResultProfile, TermStats, compute_signals, max_normalise
+from matcher.profiles import CandidateProfiles
+from matcher.signals import PairSignals, TermStats, compute_signals, max_normalise
 from models.fusion import FusionModel, load_model
 
 CONFIGS: tuple[str, ...] = ("dense", "lexical", "hybrid", "default")
@@ -41,7 +42,7 @@ class CandidateBatch:
 
     need: EnterpriseNeed
     need_text: str
-    results: list[ResearchResult]
+    profiles: CandidateProfiles  # the candidates' signal inputs (matcher.profiles)
     dense: np.ndarray  # cosine of need and result embeddings
     lexical: np.ndarray  # raw BM25 with whole-corpus statistics
     need_vector: np.ndarray | None = None  # (dim,) encode_queries([need_text])[0]
@@ -49,12 +50,11 @@ class CandidateBatch:
     view_vectors: np.ndarray | None = None  # (k, dim) encode_queries(analysis.key_sentences)
     analysis: NeedAnalysis | None = None  # analyse_need(need), if the Matcher already has it
     term_stats: TermStats | None = None  # document frequencies of the result corpus
-    profiles: list[ResultProfile] | None = None  # stored signal profiles, aligned with results
 
 
 @dataclass
 class Scored:
-    """Scores of a batch's candidates, aligned with ``CandidateBatch.results``."""
+    """Scores of a batch's candidates, aligned with ``CandidateBatch.profiles``."""
 
     scores: np.ndarray
     components: dict[str, np.ndarray] = field(default_factory=dict)
@@ -103,12 +103,11 @@ def score_batch(batch: CandidateBatch, config: str = "default", model: FusionMod
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown scoring config '{config}'; expected one of {', '.join(CONFIGS)}")
-    n = len(batch.results)
+    n = len(batch.profiles)
     analysis = batch.analysis or analyse_need(batch.need)
     signals = compute_signals(
-        batch.need, batch.need_text, batch.results, batch.dense, batch.lexical, analysis.key_terms,
+        batch.need, batch.need_text, batch.profiles, batch.dense, batch.lexical, analysis.key_terms,
         stats=batch.term_stats, view_vectors=batch.view_vectors, result_vectors=batch.result_vectors,
-        profiles=batch.profiles,
     )
     components = dict(signals.values)
     components["lexical_norm"] = normalise_within_query(batch.lexical)
@@ -131,8 +130,8 @@ def score_batch(batch: CandidateBatch, config: str = "default", model: FusionMod
                   p_strong=p_strong, analysis=analysis, signals=signals)
 
 
-def explain_candidate(batch: CandidateBatch, scored: Scored, row: int) -> Explanation:
-    """Reasons and marked spans for candidate ``row`` of ``batch``.
+def explain_candidate(batch: CandidateBatch, scored: Scored, row: int, result: ResearchResult) -> Explanation:
+    """Reasons and marked spans for candidate ``row`` of ``batch``, whose record is ``result``.
 
     Called for the matches that are shown only: explaining every candidate is wasted work.
     """
@@ -141,4 +140,4 @@ def explain_candidate(batch: CandidateBatch, scored: Scored, row: int) -> Explan
         raise ValueError("explain_candidate needs a Scored from score_batch (it carries signals)")
     pair = {name: float(values[row]) for name, values in signals.values.items()}
     terms = list(signals.matched_key_terms[row]) + list(signals.matched_terms[row])
-    return explain(batch.need, batch.need_text, batch.results[row], pair, terms)
+    return explain(batch.need, batch.need_text, result, pair, terms)

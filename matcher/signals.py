@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -21,6 +22,22 @@ from indexes.tokenizer import tokenize
 from matcher.need_analysis import KeyTerm
 from matcher.records import EnterpriseNeed, ResearchResult
 from matcher.text import join_cjk
+
+if TYPE_CHECKING:
+    from matcher.profiles import CandidateProfiles
+
+
+class HasFacets(Protocol):
+    """A result's facets: a ``ResearchResult`` or its ``matcher.profiles.Facets``."""
+
+    @property
+    def field(self) -> str | None: ...
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def maturity(self) -> str | None: ...
+    @property
+    def transfer_modes(self) -> Sequence[str]: ...
 
 # Words that name a kind of work rather than a technology; a result made mostly of them
 # ("高性能 材料 制备 工艺") matches every need a little and none well.
@@ -96,9 +113,11 @@ def result_terms(result: ResearchResult) -> list[str]:
     return list(_terms_of(result.title, tuple(result.keywords)))
 
 
-# Candidates recur across needs and requests; segmenting and compacting the same strings
-# again dominated a match's CPU time, so these pure string functions are memoised.
+# Segmenting the same title parts and compacting the same terms again cost more than the
+# rest of a match, so these pure string functions are memoised; the functions that also see
+# whole texts (a need, a result's description) keep fewer of them.
 _MEMO = 200_000
+_TEXT_MEMO = 16_384
 
 
 @functools.lru_cache(maxsize=_MEMO)
@@ -116,13 +135,13 @@ def _terms_of(title: str, keywords: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in terms if len(t) >= 2 or not t.isascii()))
 
 
-@functools.lru_cache(maxsize=_MEMO)
+@functools.lru_cache(maxsize=_TEXT_MEMO)
 def compact(text: str) -> str:
     """Lower-cased text without spaces or punctuation, for substring and bigram tests."""
     return _NON_WORD.sub("", join_cjk(text).lower())
 
 
-@functools.lru_cache(maxsize=_MEMO)
+@functools.lru_cache(maxsize=_TEXT_MEMO)
 def char_bigrams(text: str) -> frozenset[str]:
     """Distinct character bigrams of ``compact(text)``."""
     s = compact(text)
@@ -248,7 +267,7 @@ def _labels_agree(a: str | None, b: str | None) -> float | None:
     return len(ga & gb) / len(ga | gb)
 
 
-def field_agreement(need: EnterpriseNeed, result: ResearchResult) -> float:
+def field_agreement(need: EnterpriseNeed, result: HasFacets) -> float:
     """Agreement of the need's industry and the result's field, in [-1, 1].
 
     1 when one names the other (``新能源`` / ``新能源汽车``), partial credit for shared
@@ -273,7 +292,7 @@ def _maturity_level(value: str | None) -> int | None:
     return None
 
 
-def maturity_compatibility(need: EnterpriseNeed, result: ResearchResult) -> float:
+def maturity_compatibility(need: EnterpriseNeed, result: HasFacets) -> float:
     """1 if the result is at least as mature as the need asks (``need.metadata['maturity']``),
     -1 if it is less mature, 0 when either side is missing or unrecognised."""
     asked = _maturity_level(need.metadata.get("maturity") if need.metadata else None)
@@ -283,7 +302,7 @@ def maturity_compatibility(need: EnterpriseNeed, result: ResearchResult) -> floa
     return 1.0 if offered >= asked else -1.0
 
 
-def transfer_mode_compatibility(need: EnterpriseNeed, result: ResearchResult) -> float:
+def transfer_mode_compatibility(need: EnterpriseNeed, result: HasFacets) -> float:
     """1 if the result offers a transfer mode the need accepts (``need.metadata['transfer_modes']``,
     e.g. 技术转让, 许可, 合作开发), -1 if none, 0 when either side is missing."""
     wanted = need.metadata.get("transfer_modes") if need.metadata else None
@@ -295,7 +314,7 @@ def transfer_mode_compatibility(need: EnterpriseNeed, result: ResearchResult) ->
     return 1.0 if any(compact(w) in offered for w in wanted) else -1.0
 
 
-def region_match(need: EnterpriseNeed, result: ResearchResult) -> float:
+def region_match(need: EnterpriseNeed, result: HasFacets) -> float:
     """1 when need and result name the same region (either contains the other), else 0.
 
     Proximity helps a transfer but never disqualifies, so a mismatch is neutral.
@@ -313,7 +332,7 @@ class PairSignals:
     matched terms per candidate that the reasons quote."""
 
     values: dict[str, np.ndarray]
-    matched_terms: list[tuple[str, ...]]
+    matched_terms: Sequence[tuple[str, ...]]
     matched_key_terms: list[tuple[str, ...]]
 
 
@@ -329,82 +348,10 @@ def result_text(result: ResearchResult) -> str:
     return " ".join([result.title, " ".join(result.keywords), result.description])
 
 
-@dataclass(frozen=True)
-class ResultProfile:
-    """The need-independent parts of a result's signals, computed once per result text."""
-
-    terms: tuple[str, ...]
-    compact_terms: tuple[str, ...]  # compact(t) of each term, aligned with ``terms``
-    generic_share: float
-    compact_text: str  # compact(result_text(result))
-    joined_title_grams: frozenset[str]  # char_bigrams(join_cjk(title))
-    title_grams: frozenset[str]  # char_bigrams(title)
-
-
-# A candidate recurs across needs; its profile is keyed by the texts it is derived from, so
-# an edited record gets a new one. Bounded to about the size of a large result library.
-_PROFILE_MEMO = 32_768
-
-
-@functools.lru_cache(maxsize=_PROFILE_MEMO)
-def _profile(title: str, keywords: tuple[str, ...], description: str) -> ResultProfile:
-    terms = _terms_of(title, keywords)
-    return _assemble(title, terms, compact(" ".join([title, " ".join(keywords), description])))
-
-
-def _assemble(title: str, terms: tuple[str, ...], compact_text: str) -> ResultProfile:
-    generic = sum(t in GENERIC_TERMS for t in terms) / len(terms) if terms else 1.0
-    return ResultProfile(
-        terms=terms,
-        compact_terms=tuple(compact(t) for t in terms),
-        generic_share=float(generic),
-        compact_text=compact_text,
-        joined_title_grams=char_bigrams(join_cjk(title)),
-        title_grams=char_bigrams(title),
-    )
-
-
-# Separator of the stored terms column: never part of a term (terms are words).
-_TERM_SEPARATOR = "\x1f"
-
-
-def profile_columns(result: ResearchResult) -> tuple[str, str]:
-    """The costly need-independent parts of a result's signals, as two strings to store with it.
-
-    Segmenting a result's title with jieba dominates the first match that meets the result;
-    at 500k results a batch job meets most of them once, so they are computed when the
-    result is written and read back with the record.
-
-    Returns:
-        ``(terms, compacted text)``: the :func:`result_terms` joined by a separator, and
-        ``compact(result_text(result))``.
-    """
-    terms = _terms_of(result.title, tuple(result.keywords))
-    return _TERM_SEPARATOR.join(terms), compact(result_text(result))
-
-
-def result_profile(result: ResearchResult) -> ResultProfile:
-    """The need-independent signal inputs of ``result``, computed (memoised by its texts)."""
-    return _profile(result.title, tuple(result.keywords), result.description)
-
-
-def profile_from_columns(result: ResearchResult, terms: str, compact_text: str) -> ResultProfile:
-    """The signal profile of ``result`` from its stored :func:`profile_columns`."""
-    return _assemble(result.title, tuple(terms.split(_TERM_SEPARATOR)) if terms else (), compact_text)
-
-
-def prepare_results(results: Iterable[ResearchResult]) -> None:
-    """Compute and memoise the need-independent signal inputs of ``results`` (terms,
-    compacted text, title bigrams), so that the first match that meets them does not pay
-    for jieba segmentation. Optional: :func:`compute_signals` does it on demand."""
-    for result in results:
-        _profile(result.title, tuple(result.keywords), result.description)
-
-
 def compute_signals(
     need: EnterpriseNeed,
     need_text: str,
-    results: Sequence[ResearchResult],
+    profiles: CandidateProfiles,
     dense: np.ndarray,
     lexical: np.ndarray,
     key_terms: Sequence[KeyTerm],
@@ -412,55 +359,45 @@ def compute_signals(
     stats: TermStats | None = None,
     view_vectors: np.ndarray | None = None,
     result_vectors: np.ndarray | None = None,
-    profiles: Sequence[ResultProfile] | None = None,
 ) -> PairSignals:
     """Every signal of :data:`SIGNAL_NAMES` for one need's candidates.
 
     Bit-identical to calling :func:`term_overlap`, :func:`key_term_overlap`,
     :func:`specificity`, :func:`bigram_coverage`, :func:`title_similarity` and the record
-    agreements per candidate. A batch job calls this ~200 times per need for 10k needs, so
-    the work is arranged by what varies: the need's side once per call, each result's side
-    once per result text (memoised), each distinct term's IDF and substring test once per
-    call, and the per-candidate sums in numpy.
+    agreements per candidate. A batch job calls this for 10k needs with ~200 candidates
+    each, so the work is arranged by what varies: the need's side once per call, each
+    result's side once per result (``matcher.profiles``), each distinct term's IDF and
+    substring test once per call, and the per-candidate sums in numpy.
 
     Args:
         need: the need record (industry, region, metadata).
         need_text: the rendered need, as encoded and BM25-scored.
-        results: the candidates.
+        profiles: the candidates' signal inputs (``matcher.profiles``).
         dense: ``(n,)`` cosine of need and candidates.
         lexical: ``(n,)`` raw BM25 with whole-corpus statistics.
         key_terms: the need's key terms (``need_analysis.analyse_need``).
         stats: result-corpus term statistics for IDF weights (uniform weights without).
         view_vectors: ``(k, dim)`` the need's title and key sentences, encoded as queries.
         result_vectors: ``(n, dim)`` the candidates' embeddings.
-        profiles: the candidates' stored profiles (:func:`profile_from_columns`), aligned
-            with ``results``; computed from the records (memoised) when None.
 
     Returns:
         Raw (not yet within-need normalised) signals and the matched terms.
     """
-    n = len(results)
+    n = len(profiles)
     dense = np.asarray(dense, np.float32).reshape(n)
     lexical = np.asarray(lexical, np.float32).reshape(n)
     title_cos, sentence_cos = dense_views(view_vectors, result_vectors, dense)
-    if profiles is None:
-        profiles = [result_profile(r) for r in results]
     overlaps, mean_idfs, matched = _term_signals(profiles, compact(need_text), stats)
     key_overlaps, matched_key = _key_term_signals(profiles, key_terms)
 
-    need_grams = char_bigrams(need_text)
-    need_title_grams = char_bigrams(need.title)
-    coverages = np.zeros(n, np.float64)
-    title_sims = np.zeros(n, np.float64)
-    for row, profile in enumerate(profiles):
-        grams = profile.joined_title_grams
-        if grams:
-            coverages[row] = len(grams & need_grams) / len(grams)
-        title_grams = profile.title_grams
-        if need_title_grams and title_grams:
-            # |a ∪ b| = |a| + |b| - |a ∩ b|
-            shared = len(need_title_grams & title_grams)
-            title_sims[row] = shared / (len(need_title_grams) + len(title_grams) - shared)
+    rows = np.repeat(np.arange(n), profiles.gram_lengths)
+    lengths = profiles.gram_lengths.astype(np.float64)
+    in_need = np.bincount(rows, weights=np.isin(profiles.grams, _codes(char_bigrams(need_text))), minlength=n)
+    coverages = np.divide(in_need, lengths, out=np.zeros(n), where=lengths > 0)
+    need_title = _codes(char_bigrams(need.title))
+    shared = np.bincount(rows, weights=np.isin(profiles.grams, need_title), minlength=n)
+    union = len(need_title) + lengths - shared
+    title_sims = np.divide(shared, union, out=np.zeros(n), where=(lengths > 0) & (len(need_title) > 0))
     values = {
         "dense": dense,
         "dense_title": np.asarray(title_cos, np.float32),
@@ -471,49 +408,68 @@ def compute_signals(
         "bigram_coverage": coverages.astype(np.float32),
         "title_similarity": title_sims.astype(np.float32),
         "mean_idf": mean_idfs.astype(np.float32),
-        "generic_share": np.array([p.generic_share for p in profiles], np.float32),
-        **_record_signals(need, results),
+        "generic_share": np.asarray(profiles.generic_share, np.float32),
+        **_record_signals(need, profiles.facets),
     }
     return PairSignals(values, matched, matched_key)
 
 
+def _codes(grams: frozenset[str]) -> np.ndarray:
+    """Bigrams as the sorted codes of ``matcher.profiles.gram_codes``."""
+    return np.array(sorted((ord(g[0]) << 21) | ord(g[1]) for g in grams), np.int64)
+
+
+class MatchedTerms(Sequence[tuple[str, ...]]):
+    """Each candidate's terms found in the need, most informative first, built on access:
+    only the shown matches are explained."""
+
+    def __init__(self, profiles: CandidateProfiles, hits: np.ndarray, weights: np.ndarray) -> None:
+        self._profiles, self._hits, self._weights = profiles, hits, weights
+        self._starts = np.concatenate([[0], np.cumsum(profiles.term_lengths)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[r] for r in range(*row.indices(len(self)))]
+        a, b = int(self._starts[row]), int(self._starts[row + 1])
+        found = [(self._profiles.vocab[t], w) for t, h, w in
+                 zip(self._profiles.term_ids[a:b], self._hits[a:b], self._weights[a:b]) if h]
+        return tuple(t for t, _ in sorted(found, key=lambda tw: -tw[1]))
+
+
 def _term_signals(
-    profiles: Sequence[ResultProfile], haystack: str, stats: TermStats | None
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+    profiles: CandidateProfiles, haystack: str, stats: TermStats | None
+) -> tuple[np.ndarray, np.ndarray, MatchedTerms]:
     """IDF-weighted term overlap, mean IDF and the matched terms of each candidate."""
     n = len(profiles)
-    lengths = np.fromiter((len(p.terms) for p in profiles), np.int64, n)
-    flat_terms = [t for p in profiles for t in p.terms]
+    lengths = profiles.term_lengths
     # One IDF and one substring test per distinct term: candidates share most of their terms.
-    weight_of: dict[str, float] = {}
-    hit_of: dict[str, bool] = {}
-    for profile in profiles:
-        for t, c in zip(profile.terms, profile.compact_terms):
-            if t not in weight_of:
-                weight_of[t] = 1.0 if stats is None else stats.idf(t)
-                hit_of[t] = bool(c) and c in haystack
-    weights = np.fromiter((weight_of[t] for t in flat_terms), np.float64, len(flat_terms))
-    hits = np.fromiter((hit_of[t] for t in flat_terms), bool, len(flat_terms))
+    distinct, inverse = np.unique(profiles.term_ids, return_inverse=True)
+    vocab, compact_vocab = profiles.vocab, profiles.compact_vocab
+    distinct_weights = np.fromiter(
+        (1.0 if stats is None else stats.idf(vocab[t]) for t in distinct), np.float64, len(distinct))
+    distinct_hits = np.fromiter(
+        (bool(compact_vocab[t]) and compact_vocab[t] in haystack for t in distinct), bool, len(distinct))
+    weights = distinct_weights[inverse]
+    hits = distinct_hits[inverse]
     rows = np.repeat(np.arange(n), lengths)
     # bincount adds in input order, as the per-pair definition's sum() does: bit-identical.
     total = np.bincount(rows, weights=weights, minlength=n)
     hit_total = np.bincount(rows, weights=np.where(hits, weights, 0.0), minlength=n)
     overlaps = np.divide(hit_total, total, out=np.zeros(n), where=total > 0)
     mean_idfs = np.zeros(n)
-    if stats is not None and len(flat_terms):
+    if stats is not None and len(weights):
         has = lengths > 0
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
         # reduceat sums each run the way np.mean does (pairwise), so it equals specificity().
         mean_idfs[has] = np.add.reduceat(weights, starts) / lengths[has]
-    matched: list[tuple[str, ...]] = []
-    for profile in profiles:
-        found = [t for t in profile.terms if hit_of[t]]
-        matched.append(tuple(sorted(found, key=lambda t: -weight_of[t])) if found else ())
-    return overlaps, mean_idfs, matched
+    return overlaps, mean_idfs, MatchedTerms(profiles, hits, weights)
 
 
 def _key_term_signals(
-    profiles: Sequence[ResultProfile], key_terms: Sequence[KeyTerm]
+    profiles: CandidateProfiles, key_terms: Sequence[KeyTerm]
 ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Share of the need's key-term weight found in each candidate, and the terms found."""
     n = len(profiles)
@@ -522,7 +478,7 @@ def _key_term_signals(
         return np.zeros(n), [() for _ in range(n)]
     # All candidate texts in one string: each key term is located with a few str.find calls
     # instead of one substring test per candidate.
-    texts = [p.compact_text for p in profiles]
+    texts = profiles.compact_texts
     starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
     joined = "\x00".join(texts)
     found: list[list[KeyTerm]] = [[] for _ in range(n)]
@@ -549,7 +505,7 @@ def _key_term_signals(
     return overlaps, matched
 
 
-def _record_signals(need: EnterpriseNeed, results: Sequence[ResearchResult]) -> dict[str, np.ndarray]:
+def _record_signals(need: EnterpriseNeed, results: Sequence[HasFacets]) -> dict[str, np.ndarray]:
     """Field, maturity, transfer-mode and region agreement; zero where the need is silent."""
     n = len(results)
     meta = need.metadata or {}

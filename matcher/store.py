@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from matcher.records import EnterpriseNeed, ResearchResult
-from matcher.signals import ResultProfile, profile_columns, profile_from_columns
+from matcher.profiles import ResultRow, profile_columns, result_row
 
 Kind = Literal["results", "needs"]
 R = TypeVar("R", bound=BaseModel)
@@ -109,17 +109,13 @@ class RecordStore:
     def results(self, ids: Sequence[str]) -> dict[str, ResearchResult]:
         return self.get("results", ids)  # type: ignore[return-value]
 
-    def profiled_results(self, ids: Sequence[str]) -> dict[str, tuple[ResearchResult, ResultProfile | None]]:
-        """The stored results of ``ids`` with their stored signal profiles (None where the row
-        predates profiles), by id."""
+    def result_rows(self, ids: Sequence[str]) -> dict[str, ResultRow]:
+        """The signal inputs (``matcher.profiles``) of the stored results of ``ids``, by id,
+        from their stored profile columns (computed for rows that predate them)."""
         validate = ResearchResult.__pydantic_validator__.validate_json
         rows = self._select("results", "id, json, terms, compact", ids)
-        out: dict[str, tuple[ResearchResult, ResultProfile | None]] = {}
-        for record_id, raw, terms, compact_text in rows:
-            record = validate(raw)
-            profile = None if compact_text is None else profile_from_columns(record, terms or "", compact_text)
-            out[record_id] = (record, profile)
-        return out
+        return {record_id: result_row(validate(raw), (terms, compact_text))
+                for record_id, raw, terms, compact_text in rows}
 
     def needs(self, ids: Sequence[str]) -> dict[str, EnterpriseNeed]:
         return self.get("needs", ids)  # type: ignore[return-value]

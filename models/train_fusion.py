@@ -27,6 +27,7 @@ from indexes.lexical import LexicalIndex
 from indexes.tokenizer import tokenize
 from matcher.need_analysis import analyse_need
 from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.profiles import profiles_of, result_row
 from matcher.signals import TermStats, adapted_similarity, compute_signals
 from matcher.text import render_need, render_result
 from models.encoder import Encoder
@@ -108,7 +109,8 @@ def build_pair_table(
         ids = sorted(qrels[need.id])
         vectors = np.stack([doc_vectors[i] for i in ids])
         signals = compute_signals(
-            need, text, [by_id[i] for i in ids], vectors @ query, lexical.scores_for(text, ids),
+            need, text, profiles_of([result_row(by_id[i]) for i in ids]), vectors @ query,
+            lexical.scores_for(text, ids),
             analysis.key_terms, stats=stats, view_vectors=flat[offset : offset + len(views)],
             result_vectors=vectors,
         )

@@ -19,7 +19,7 @@ def test_fold_keeps_distinct_results_and_attaches_twins() -> None:
     vectors = np.concatenate([base, near])
     titles = ["锂电池 正极", "硅碳 负极", "锂电池正极", "印染 废水", "硅碳负极材料 改性"]
     # Ranked: 0, 2 (same title as 0), 4 (embedding twin of 1), 1, 3
-    groups = fold_duplicates(np.array([0, 2, 4, 1, 3]), titles, vectors, top_k=2)
+    groups = fold_duplicates(np.array([0, 2, 4, 1, 3]), [normalise_title(t) for t in titles], vectors, top_k=2)
     assert groups == [(0, [2]), (4, [1])]
-    groups = fold_duplicates(np.array([0, 2, 4, 1, 3]), titles, vectors, top_k=5)
+    groups = fold_duplicates(np.array([0, 2, 4, 1, 3]), [normalise_title(t) for t in titles], vectors, top_k=5)
     assert groups == [(0, [2]), (4, [1]), (3, [])]

@@ -7,6 +7,7 @@ import numpy as np
 from matcher.need_analysis import analyse_need
 from matcher.reasons import explain, find_spans, mark, reason_line, shared_terms
 from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.profiles import profiles_of, result_row
 from matcher.signals import compute_signals
 
 NEED = EnterpriseNeed(
@@ -38,7 +39,7 @@ def test_find_spans_allow_spaces_inside_presegmented_terms() -> None:
 def test_explain_names_real_shared_terms_with_spans() -> None:
     text = _text(NEED)
     analysis = analyse_need(NEED)
-    signals = compute_signals(NEED, text, [RESULT, OTHER], np.array([0.82, 0.4]), np.array([5.0, 0.0]),
+    signals = compute_signals(NEED, text, profiles_of([result_row(RESULT), result_row(OTHER)]), np.array([0.82, 0.4]), np.array([5.0, 0.0]),
                               analysis.key_terms)
     for row, result in enumerate([RESULT, OTHER]):
         pair = {k: float(v[row]) for k, v in signals.values.items()}

@@ -9,6 +9,7 @@ import pytest
 
 from matcher.need_analysis import KeyTerm, analyse_need, split_sections
 from matcher.records import EnterpriseNeed, ResearchResult
+from matcher.profiles import profiles_of, result_row
 from matcher.signals import (
     SIGNAL_NAMES,
     TermStats,
@@ -133,7 +134,7 @@ def test_record_compatibility_signals() -> None:
 def test_compute_signals_degrades_without_optional_inputs() -> None:
     results = [result(), result(id="r2", title="钢铁 冶炼 技术")]
     signals = compute_signals(
-        need(), "防爆锂离子电池的研发", results, np.array([0.8, 0.5]), np.array([3.0, 0.0]),
+        need(), "防爆锂离子电池的研发", profiles_of([result_row(r) for r in results]), np.array([0.8, 0.5]), np.array([3.0, 0.0]),
         [KeyTerm("锂离子", 1.0), KeyTerm("防爆", 1.0)],
     )
     assert set(signals.values) == set(SIGNAL_NAMES)

@@ -1,4 +1,4 @@
-"""The record store keeps each result's signal profile with it, and reads older stores."""
+"""The record store keeps each result's profile columns with it, and reads older stores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from matcher.records import ResearchResult
-from matcher.signals import result_profile
+from matcher.profiles import ResultRow, result_row
 from matcher.store import RecordStore
 
 RESULTS = [
@@ -16,16 +16,20 @@ RESULTS = [
 ]
 
 
+def same_row(a: ResultRow, b: ResultRow) -> bool:
+    return (a.terms, a.compact_text, a.grams.tolist(), a.generic_share, a.title_key, a.facets) == (
+        b.terms, b.compact_text, b.grams.tolist(), b.generic_share, b.title_key, b.facets)
+
+
 def test_stored_profiles_equal_profiles_computed_from_the_records(tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "records.sqlite")
     store.upsert("results", RESULTS)
-    got = store.profiled_results(["r1", "r2", "r3", "missing"])
+    got = store.result_rows(["r1", "r2", "r3", "missing"])
     assert set(got) == {"r1", "r2", "r3"}
     for record in RESULTS:
-        stored_record, profile = got[record.id]
-        assert stored_record == record
-        assert profile == result_profile(record)
-    assert got["r3"][1] is not None and got["r3"][1].terms == ()
+        assert same_row(got[record.id], result_row(record))
+    assert got["r3"].terms == () and got["r3"].generic_share == 1.0
+    assert got["r1"].facets.field == "新能源"
 
 
 def test_an_edit_replaces_the_stored_profile(tmp_path: Path) -> None:
@@ -33,8 +37,8 @@ def test_an_edit_replaces_the_stored_profile(tmp_path: Path) -> None:
     store.upsert("results", RESULTS[:1])
     edited = RESULTS[0].model_copy(update={"title": "小麦 抗病 品种 选育"})
     store.upsert("results", [edited])
-    _, profile = store.profiled_results(["r1"])["r1"]
-    assert profile is not None and "小麦" in profile.terms and "锂离子" not in profile.terms
+    row = store.result_rows(["r1"])["r1"]
+    assert "小麦" in row.terms and "锂离子" not in row.terms
 
 
 def test_a_store_written_before_profiles_existed_still_opens_and_reads(tmp_path: Path) -> None:
@@ -45,7 +49,8 @@ def test_a_store_written_before_profiles_existed_still_opens_and_reads(tmp_path:
     db.commit()
     db.close()
     store = RecordStore(path)
-    record, profile = store.profiled_results(["r1"])["r1"]
-    assert record == RESULTS[0] and profile is None  # the Matcher profiles such rows on read
+    # The row predates the profile columns: its profile is computed from the record on read.
+    assert same_row(store.result_rows(["r1"])["r1"], result_row(RESULTS[0]))
+    assert store.results(["r1"])["r1"] == RESULTS[0]
     store.upsert("results", RESULTS[1:2])
-    assert store.profiled_results(["r2"])["r2"][1] == result_profile(RESULTS[1])
+    assert same_row(store.result_rows(["r2"])["r2"], result_row(RESULTS[1]))
