@@ -37,34 +37,50 @@ def _tree(root: int) -> list[int]:
     return pids
 
 
-def _memory_kb(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) of one process in KiB; (0, 0) once it has gone."""
-    pss = rss = 0
+def _rollup_kb(pid: int) -> dict[str, int]:
+    """The ``smaps_rollup`` sizes of one process in KiB (Pss, Rss, Pss_Anon, Pss_File, …);
+    empty once it has gone."""
+    sizes: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
+            name, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                sizes[name] = int(rest.split()[0])
     except OSError:
         pass
-    return pss, rss
+    return sizes
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return ""
 
 
 def watch(command: list[str], interval: float = 0.5) -> dict[str, float]:
-    """Run ``command``; return its exit code, wall time and peak summed PSS / RSS in MiB."""
+    """Run ``command``; return its exit code, wall time, peak summed PSS / RSS in MiB and each
+    process's share at the moment of the PSS peak."""
     started = time.perf_counter()
     proc = subprocess.Popen(command)
     peak_pss = peak_rss = peak_procs = 0
+    at_peak: list[dict[str, object]] = []
     while proc.poll() is None:
-        sizes = [_memory_kb(pid) for pid in _tree(proc.pid)]
-        peak_pss = max(peak_pss, sum(p for p, _ in sizes))
-        peak_rss = max(peak_rss, sum(r for _, r in sizes))
+        pids = _tree(proc.pid)
+        sizes = {pid: _rollup_kb(pid) for pid in pids}
+        pss = sum(s.get("Pss", 0) for s in sizes.values())
+        if pss > peak_pss:
+            peak_pss = pss
+            at_peak = [{"pid": pid, "command": _command(pid), "pss_mib": round(s.get("Pss", 0) / 1024, 1),
+                        "pss_anon_mib": round(s.get("Pss_Anon", 0) / 1024, 1),
+                        "pss_file_mib": round(s.get("Pss_File", 0) / 1024, 1)}
+                       for pid, s in sizes.items()]
+        peak_rss = max(peak_rss, sum(s.get("Rss", 0) for s in sizes.values()))
         peak_procs = max(peak_procs, len(sizes))
         time.sleep(interval)
     return {"exit_code": proc.returncode, "wall_seconds": round(time.perf_counter() - started, 1),
             "peak_pss_mib": round(peak_pss / 1024, 1), "peak_rss_sum_mib": round(peak_rss / 1024, 1),
-            "peak_processes": peak_procs}
+            "peak_processes": peak_procs, "at_peak": at_peak}
 
 
 def main(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ from matcher.matcher import Matcher
 from matcher.runtime import make_encoder
 from matcher.scoring import CONFIGS
 from matcher.settings import Settings
+from models.lazy import EncoderChangedError
 from models.sentence_transformer import ModelNotFoundError
 
 DIRECTIONS = ("needs-to-results", "results-to-needs")
@@ -76,7 +77,7 @@ def _local_executor(index_dir: Path, top_k: int, direction: str, config: str, wo
     settings = Settings()
     started = time.perf_counter()
     try:
-        encoder = make_encoder(settings)
+        encoder = make_encoder(settings, lazy=True)  # needs already embedded: no model load
         matcher = Matcher.load(index_dir, encoder)
     except (IndexMismatchError, FileNotFoundError, ModelNotFoundError) as exc:
         _fail(str(exc))
@@ -146,6 +147,8 @@ def batch(
         summary = run_batch(job, chosen, on_chunk=reporter)
     except (BatchError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    except (ModelNotFoundError, EncoderChangedError) as exc:  # a lazily loaded model
+        _fail(f"{exc} (the chunks finished so far are kept: fix it and run again with --resume)")
     finally:
         if reporter is not None:
             reporter.close()

@@ -239,7 +239,7 @@ class Matcher:
             table = ResultTable.load(snapshot / TABLE_DIR)
         else:  # a snapshot written before the table existed: derive it from the store
             table = ResultTable()
-            ids = results.vector.ids()
+            ids = results.vector.ids
             for start in range(0, len(ids), 10_000):
                 found = store.result_rows(ids[start : start + 10_000])
                 table.add(list(found), list(found.values()))

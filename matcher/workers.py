@@ -14,11 +14,12 @@ EncoderFactory = Callable[[], Encoder]
 
 
 def default_encoder() -> Encoder:
-    """The encoder the settings name (same as the local executor's)."""
+    """The encoder the settings name (same as the local executor's), its model loaded on the
+    first text that misses the embedding cache."""
     from matcher.runtime import make_encoder
     from matcher.settings import Settings
 
-    return make_encoder(Settings())
+    return make_encoder(Settings(), lazy=True)
 
 
 class MatcherWorker:

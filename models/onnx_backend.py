@@ -551,14 +551,13 @@ def load_onnx_encoder(
         ModelNotFoundError: when the model is not available locally.
         UnsupportedModelError: when its layout cannot be exported faithfully.
     """
-    from models.sentence_transformer import ModelNotFoundError, _model_id, default_model_path
+    from models.sentence_transformer import ModelNotFoundError, _model_id, model_source
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    path = Path(model) if model is not None else default_model_path()
-    source = str(path) if path.exists() else str(model)
+    source = model_source(model)
     try:
         loaded = SentenceTransformer(source, device="cpu")
     except OSError as exc:

@@ -55,6 +55,18 @@ def default_model_path() -> Path:
     return path
 
 
+def model_source(model: str | Path | None) -> str:
+    """What to load for ``model``: its folder when it exists locally (m3e-small for None),
+    else the name as given (a model already in the local Hugging Face cache)."""
+    path = Path(model) if model is not None else default_model_path()
+    return str(path) if path.exists() else str(model)
+
+
+def model_id(model: str | Path | None) -> str:
+    """The identity of ``model``'s weights in fingerprints, without loading it."""
+    return _model_id(model_source(model))
+
+
 def _model_id(model: str | Path) -> str:
     path = Path(model)
     if path.is_dir():
@@ -85,8 +97,7 @@ class SentenceTransformerEncoder:
 
         self._threads = max(1, os.cpu_count() or 1)
         torch.set_num_threads(self._threads)
-        self._path = Path(model) if model is not None else default_model_path()
-        source = str(self._path) if self._path.exists() else str(model)
+        source = model_source(model)
         try:
             self._model = SentenceTransformer(source, device=device)
         except OSError as exc:
