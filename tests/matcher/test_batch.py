@@ -334,7 +334,7 @@ def test_cli_batch_end_to_end(tmp_path: Path, index_dir: Path, monkeypatch: pyte
     from matcher import batch_cli
     from matcher.cli import app
 
-    monkeypatch.setattr(batch_cli, "make_encoder", lambda settings: FakeEncoder(256))
+    monkeypatch.setattr(batch_cli, "make_encoder", lambda settings, **_: FakeEncoder(256))
     needs_path = write_input(_need_rows(), tmp_path / "needs.parquet")
     out = tmp_path / "m.csv"
     args = ["batch", "--index-dir", str(index_dir), "--needs", str(needs_path), "--out", str(out),
