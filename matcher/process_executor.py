@@ -36,11 +36,10 @@ def _start(index_dir: str, top_k: int, direction: Direction, config: str,
     """Initialise a worker process: its share of the cores, and what to load on first use."""
     global _worker_args
     import faiss
-    import torch
 
     _die_with_parent()
-    # Workers split the cores between them instead of each taking all of them.
-    torch.set_num_threads(threads)
+    # Workers split the cores between them instead of each taking all of them. torch is not
+    # imported here (130 MB per worker): a batch over embedded needs never loads the model.
     faiss.omp_set_num_threads(threads)
     _worker_args = (index_dir, top_k, direction, config, encoder_factory)
 
