@@ -150,7 +150,7 @@ class SentenceTransformerEncoder:
                     [text], truncation=True, max_length=self._model.max_seq_length, return_offsets_mapping=True
                 )["offset_mapping"][0]
                 torch.set_num_threads(QUERY_THREADS)
-                out = self._model.encode([text], output_value=None, show_progress_bar=False)[0]
+                out = self._model.encode([text], output_value=None)[0]
             vectors[row] = l2_normalise(out["sentence_embedding"].numpy()[None, :])[0]
             views.append(pool_spans(out["token_embeddings"].numpy(), np.asarray(offsets).reshape(-1, 2), text_spans))
         return vectors, views
