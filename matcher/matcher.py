@@ -31,7 +31,7 @@ from matcher.records import (
     TextSpan,
 )
 from matcher.dedup import fold_duplicates
-from matcher.need_analysis import EncodedNeed, NeedAnalysis, analyse_need, encode_needs
+from matcher.need_analysis import NeedAnalysis, analyse_need
 from matcher.scoring import (
     CONFIGS,
     CandidateBatch,
@@ -96,6 +96,17 @@ def encode_chunked(
         if progress is not None:
             progress(len(chunk))
     return np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A need ready for retrieval: its text, vector, key-sentence vectors and analysis."""
+
+    need: EnterpriseNeed
+    text: str
+    vector: np.ndarray
+    views: np.ndarray
+    analysis: NeedAnalysis
 
 
 class Matcher:
@@ -377,13 +388,25 @@ class Matcher:
         """Each need's key technical points (terms, key sentences, sections)."""
         return [analyse_need(need) for need in needs]
 
-    def _prepare(self, needs: Sequence[EnterpriseNeed]) -> list[EncodedNeed]:
-        """Render, analyse and encode needs (one forward pass each, key-sentence views included)."""
-        return encode_needs(self.encoder, needs)
+    def _prepare(self, needs: Sequence[EnterpriseNeed]) -> list[_Query]:
+        """Render, analyse and encode needs; the need text and its key sentences in one call."""
+        texts = [render_need(n) for n in needs]
+        analyses = self.analyse(needs)
+        flat = list(texts)
+        for analysis in analyses:
+            flat.extend(analysis.key_sentences)
+        vectors = self.encoder.encode_queries(flat)
+        queries, offset = [], len(texts)
+        for n, (need, text, analysis) in enumerate(zip(needs, texts, analyses)):
+            k = len(analysis.key_sentences)
+            views = vectors[offset : offset + k]
+            offset += k
+            queries.append(_Query(need, text, vectors[n], views, analysis))
+        return queries
 
     def _rank(
         self,
-        query: EncodedNeed,
+        query: _Query,
         ids: list[str],
         bm25: QueryScores,
         top_k: int,

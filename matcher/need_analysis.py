@@ -12,17 +12,13 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import jieba
 import jieba.analyse
-import numpy as np
 
 from indexes.tokenizer import STOPWORDS
 from matcher.records import EnterpriseNeed
-from matcher.text import join_cjk, render_need, whitespace_normalised
-from models.encoder import Encoder, Span
 
 jieba.setLogLevel(logging.WARNING)
 _jieba_lock = threading.Lock()  # jieba.posseg's tag table loads on first use
@@ -200,52 +196,3 @@ def analyse_need(need: EnterpriseNeed, top_k: int = 20) -> NeedAnalysis:
         seen = {t.term for t in given}
         terms = (given + [t for t in terms if t.term not in seen])[:top_k]
     return NeedAnalysis(key_terms=terms, key_sentences=sentences, sections=split_sections(need.description))
-
-
-def key_sentence_spans(text: str, sentences: Sequence[str]) -> list[Span]:
-    """Where each key sentence occurs in the rendered need ``text`` (``render_need``).
-
-    The first sentence is the title, at the start; the others are looked up after it, with
-    whitespace normalised as rendering does. A sentence the text does not hold (cut by the
-    render limit) gets an empty span.
-    """
-    spans: list[Span] = []
-    after = 0
-    for n, sentence in enumerate(sentences):
-        wanted = join_cjk(sentence) if n == 0 else whitespace_normalised(sentence)
-        at = text.find(wanted, after) if wanted else -1
-        if at < 0:
-            spans.append((0, 0))
-            continue
-        spans.append((at, at + len(wanted)))
-        if n == 0:
-            after = at + len(wanted)
-    return spans
-
-
-@dataclass(frozen=True)
-class EncodedNeed:
-    """A need ready for retrieval: its text, vector, analysis and key-sentence views."""
-
-    need: EnterpriseNeed
-    text: str
-    vector: np.ndarray
-    views: np.ndarray  # (k, dim): the title's view first, then the key sentences found
-    analysis: NeedAnalysis
-
-
-def encode_needs(encoder: Encoder, needs: Sequence[EnterpriseNeed]) -> list[EncodedNeed]:
-    """Render, analyse and encode needs; each key sentence's view is the mean of the need's
-    own token embeddings over the sentence (one forward pass per need, not one per sentence).
-
-    Views of sentences outside the encoded text (truncation) are left out.
-    """
-    texts = [render_need(n) for n in needs]
-    analyses = [analyse_need(n) for n in needs]
-    spans = [key_sentence_spans(text, a.key_sentences) for text, a in zip(texts, analyses)]
-    vectors, views = encoder.encode_query_spans(texts, spans)
-    out = []
-    for need, text, vector, view, analysis in zip(needs, texts, vectors, views, analyses):
-        kept = view[np.linalg.norm(view, axis=1) > 0] if len(view) else view
-        out.append(EncodedNeed(need, text, vector, kept, analysis))
-    return out

@@ -45,9 +45,9 @@ class CandidateBatch:
     profiles: CandidateProfiles  # the candidates' signal inputs (matcher.profiles)
     dense: np.ndarray  # cosine of need and result embeddings
     lexical: np.ndarray  # raw BM25 with whole-corpus statistics
-    need_vector: np.ndarray | None = None  # (dim,) the need's unit vector (encode_needs)
+    need_vector: np.ndarray | None = None  # (dim,) encode_queries([need_text])[0]
     result_vectors: np.ndarray | None = None  # (n, dim) the candidates' unit vectors
-    view_vectors: np.ndarray | None = None  # (k, dim) the need's title and key-sentence views (encode_needs)
+    view_vectors: np.ndarray | None = None  # (k, dim) encode_queries(analysis.key_sentences)
     analysis: NeedAnalysis | None = None  # analyse_need(need), if the Matcher already has it
     term_stats: TermStats | None = None  # document frequencies of the result corpus
 

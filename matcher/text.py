@@ -24,14 +24,9 @@ def join_cjk(text: str) -> str:
     return _WHITESPACE.sub(" ", _CJK_SPACE.sub("", text)).strip()
 
 
-def whitespace_normalised(text: str) -> str:
-    """Runs of whitespace as one space, ends stripped (how descriptions are rendered)."""
-    return _WHITESPACE.sub(" ", text).strip()
-
-
 def _render(title: str, description: str, limit: int) -> str:
     title = join_cjk(title)
-    description = whitespace_normalised(description)
+    description = _WHITESPACE.sub(" ", description).strip()
     if not description:
         return title[:limit]
     text = f"{title}。{description}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import Encoder, Span
+from models.encoder import Encoder
 
 
 def text_key(text: str) -> str:
@@ -86,34 +86,6 @@ class CachedEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, "document", self.inner.encode_documents)
-
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """From the cache where the query and all its spans are there (a span is keyed by
-        its offsets and the whole text, side ``query-span``); one pass of the model per
-        other text."""
-        keys = [text_key(text) for text in texts]
-        span_keys = [[text_key(f"{a}:{b}:{text}") for a, b in text_spans] for text, text_spans in zip(texts, spans)]
-        found = self.cache.get_many(self.fingerprint, "query", list(dict.fromkeys(keys)))
-        found_spans = self.cache.get_many(self.fingerprint, "query-span",
-                                          list(dict.fromkeys(k for ks in span_keys for k in ks)))
-        todo = [n for n, (key, ks) in enumerate(zip(keys, span_keys))
-                if key not in found or any(k not in found_spans for k in ks)]
-        self.hits += len(texts) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            vectors, views = self.inner.encode_query_spans([texts[n] for n in todo], [spans[n] for n in todo])
-            new = {keys[n]: vectors[i] for i, n in enumerate(todo)}
-            new_spans = {k: v for i, n in enumerate(todo) for k, v in zip(span_keys[n], views[i])}
-            self.cache.put_many(self.fingerprint, "query", new)
-            self.cache.put_many(self.fingerprint, "query-span", new_spans)
-            found.update(new)
-            found_spans.update(new_spans)
-        out = np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dimension), np.float32)
-        out_views = [np.stack([found_spans[k] for k in ks]) if ks else np.zeros((0, self.dimension), np.float32)
-                     for ks in span_keys]
-        return out.astype(np.float32), [v.astype(np.float32) for v in out_views]
 
     def _encode(
         self, texts: Sequence[str], side: str, encode: Callable[[Sequence[str]], np.ndarray]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-Span = tuple[int, int]  # [start, end) character offsets into a text
-
 import numpy as np
 
 
@@ -31,14 +29,6 @@ class Encoder(Protocol):
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Each query's vector and, from the same forward pass, one vector per character
-        span of it (:func:`pool_spans`): ``(len(texts), dim)`` and, per text,
-        ``(len(spans[i]), dim)`` with a zero row for a span that covers no token."""
-        ...
-
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Row-normalise to unit length; all-zero rows stay zero instead of becoming NaN."""
@@ -54,26 +44,3 @@ def fingerprint_of(model_id: str, dimension: int, max_seq_length: int, docs: str
     ``int8-dynamic``); two encoders whose vectors differ must never share a fingerprint.
     """
     return f"{model_id}/dim={dimension}/norm=l2/max_seq={max_seq_length}" + (f"/docs={docs}" if docs else "")
-
-
-def pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans: Sequence[Span]) -> np.ndarray:
-    """Mean of the token embeddings inside each character span, L2-normalised.
-
-    Args:
-        tokens: ``(T, dim)`` a text's contextual token embeddings.
-        offsets: ``(T, 2)`` each token's ``[start, end)`` characters; special tokens are
-            empty (``start == end``) and never part of a span.
-        spans: ``[start, end)`` character ranges of the text.
-
-    Returns:
-        ``(len(spans), dim)``; a span that covers no whole token (cut by truncation) is 0.
-    """
-    tokens = np.asarray(tokens, np.float32)
-    starts, ends = np.asarray(offsets)[:, 0], np.asarray(offsets)[:, 1]
-    real = ends > starts
-    out = np.zeros((len(spans), tokens.shape[1]), np.float32)
-    for row, (start, end) in enumerate(spans):
-        inside = real & (starts >= start) & (ends <= end)
-        if inside.any():
-            out[row] = tokens[inside].mean(axis=0)
-    return l2_normalise(out)

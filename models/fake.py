@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.encoder import Span, l2_normalise
+from models.encoder import l2_normalise
 
 
 _LATIN_WORD = re.compile(r"[a-z0-9]+")
@@ -42,13 +42,6 @@ class FakeEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
-
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A span's vector is its substring's: the fake model has no context."""
-        views = [self._encode([text[a:b] for a, b in text_spans]) for text, text_spans in zip(texts, spans)]
-        return self._encode(texts), views
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import Encoder, Span
+from models.encoder import Encoder
 
 RECORD_FILE = "encoders.json"
 
@@ -88,11 +88,6 @@ class LazyEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._model().encode_documents(texts)
-
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._model().encode_query_spans(texts, spans)
 
     def _model(self) -> Encoder:
         with self._lock:

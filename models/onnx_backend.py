@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.batching import DEFAULT_BATCH_SIZE, plan_batches
-from models.encoder import Span, fingerprint_of, l2_normalise, pool_spans
+from models.encoder import fingerprint_of, l2_normalise
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -68,12 +68,11 @@ REDUCE_RANGE = False
 # The exported graph is not run through onnxruntime's offline BERT optimizer (fused
 # Attention / EmbedLayerNorm): the session's own optimisations are as fast, and its int8
 # copy measured 5-7% slower (bench/RESULTS.md, encoder).
-LAYOUT_VERSION = 2  # 2: the graphs also output the token embeddings (span views)
+LAYOUT_VERSION = 1
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "manifest.json"
 SUPPORTED_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-EMBEDDING, TOKENS = "embedding", "token_embeddings"  # the graphs' outputs
 # A need is one sequence of ~260 tokens: two intra-op threads that sleep when idle encode it
 # in 34.8 vs 53.0 ms (p50 of 60 CCF needs, idle machine) and 40.1 vs 50.5 ms with another
 # process busy on one core; spinning threads were worse under load (67.5 ms), so they sleep.
@@ -180,13 +179,12 @@ def _mean_pooled(auto_model: torch.nn.Module, input_names: tuple[str, ...]) -> t
             super().__init__()
             self.auto_model = auto_model
 
-        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
             features = dict(zip(input_names, inputs, strict=True))
             hidden = self.auto_model(**features).last_hidden_state
             mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             # Same clamp as sentence-transformers' Pooling, so an all-padding row is 0, not NaN.
-            # The token embeddings are a second output, for views of spans of a need.
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), hidden
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
     return MeanPooled().eval()
 
@@ -228,14 +226,14 @@ def export_fp32(model: SentenceTransformer, path: Path) -> tuple[str, ...]:
                 args,
                 str(path),
                 input_names=list(input_names),
-                output_names=[EMBEDDING, TOKENS],
+                output_names=["embedding"],
                 dynamic_axes={name: {0: "batch", 1: "sequence"} for name in input_names}
-                | {EMBEDDING: {0: "batch"}, TOKENS: {0: "batch", 1: "sequence"}},
+                | {"embedding": {0: "batch"}},
                 opset_version=OPSET,
                 dynamo=False,
                 do_constant_folding=True,
             )
-            expected = wrapper(*args)[0].numpy()
+            expected = wrapper(*args).numpy()
     finally:
         auto_model.set_attn_implementation(previous)
     _verify(path, {n: features[n].numpy() for n in input_names}, expected)
@@ -244,7 +242,7 @@ def export_fp32(model: SentenceTransformer, path: Path) -> tuple[str, ...]:
 
 def _verify(path: Path, feeds: dict[str, np.ndarray], expected: np.ndarray) -> None:
     session = make_session(path, threads=1)
-    got = session.run([EMBEDDING], {k: v.astype(np.int64) for k, v in feeds.items()})[0]
+    got = session.run(None, {k: v.astype(np.int64) for k, v in feeds.items()})[0]
     cosine = np.einsum("ij,ij->i", l2_normalise(got), l2_normalise(expected))
     if float(cosine.min()) < EXPORT_CHECK_MIN_COSINE:
         raise RuntimeError(
@@ -438,7 +436,7 @@ class OnnxEmbedder:
             def run(positions: np.ndarray) -> None:
                 feeds = self._pad(positions, ids, type_ids, int(lengths[positions].max()))
                 # Batches hold disjoint rows, so workers never write the same row.
-                out[positions] = self._session.run([EMBEDDING], feeds)[0]
+                out[positions] = self._session.run(None, feeds)[0]
 
             if self._pool is None or len(batches) == 1:
                 for positions in batches:
@@ -448,24 +446,6 @@ class OnnxEmbedder:
                 # list() re-raises a worker's exception here.
                 list(self._pool.map(run, batches))
         return l2_normalise(out)
-
-    def embed_spans(self, text: str, spans: Sequence[Span]) -> tuple[np.ndarray, np.ndarray]:
-        """One text's unit vector and its spans' vectors (:func:`models.encoder.pool_spans`),
-        from one run of the graph."""
-        with self._lock:
-            encoded = self._tokenizer(
-                [text],
-                truncation=True,
-                max_length=self._max_seq_length,
-                return_attention_mask=False,
-                return_offsets_mapping=True,
-                return_token_type_ids="token_type_ids" in self._input_names,
-            )
-            ids: list[list[int]] = encoded["input_ids"]
-            feeds = self._pad(np.zeros(1, np.int64), ids, encoded.get("token_type_ids"), len(ids[0]))
-            pooled, tokens = self._session.run([EMBEDDING, TOKENS], feeds)
-        offsets = np.asarray(encoded["offset_mapping"][0], np.int64).reshape(-1, 2)
-        return l2_normalise(pooled)[0], pool_spans(tokens[0], offsets, spans)
 
     def _pad(
         self,
@@ -558,16 +538,6 @@ class OnnxEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._queries.embed(texts)
-
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        vectors = np.zeros((len(texts), self._dimension), np.float32)
-        views: list[np.ndarray] = []
-        for row, (text, text_spans) in enumerate(zip(texts, spans)):
-            vectors[row], span_vectors = self._queries.embed_spans(text, text_spans)
-            views.append(span_vectors)
-        return vectors, views
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         parts = [np.zeros((0, self._dimension), dtype=np.float32)]

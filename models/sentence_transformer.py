@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.batching import encode_length_sorted
-from models.encoder import Encoder, Span, fingerprint_of, l2_normalise, pool_spans
+from models.encoder import Encoder, fingerprint_of, l2_normalise
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -136,24 +136,6 @@ class SentenceTransformerEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self._doc_model, self._threads)
-
-    def encode_query_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        import torch
-
-        vectors = np.zeros((len(texts), self._dimension), np.float32)
-        views: list[np.ndarray] = []
-        for row, (text, text_spans) in enumerate(zip(texts, spans)):
-            with self._lock:  # the fast tokenizer is not thread-safe
-                offsets = self._model.tokenizer(
-                    [text], truncation=True, max_length=self._model.max_seq_length, return_offsets_mapping=True
-                )["offset_mapping"][0]
-                torch.set_num_threads(QUERY_THREADS)
-                out = self._model.encode([text], output_value=None)[0]
-            vectors[row] = l2_normalise(out["sentence_embedding"].numpy()[None, :])[0]
-            views.append(pool_spans(out["token_embeddings"].numpy(), np.asarray(offsets).reshape(-1, 2), text_spans))
-        return vectors, views
 
     def _encode(self, texts: Sequence[str], model: SentenceTransformer, threads: int) -> np.ndarray:
         import torch

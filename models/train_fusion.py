@@ -25,11 +25,11 @@ import numpy as np
 
 from indexes.lexical import LexicalIndex
 from indexes.tokenizer import tokenize
-from matcher.need_analysis import encode_needs
+from matcher.need_analysis import analyse_need
 from matcher.records import EnterpriseNeed, ResearchResult
 from matcher.profiles import profiles_of, result_row
 from matcher.signals import TermStats, adapted_similarity, compute_signals
-from matcher.text import render_result
+from matcher.text import render_need, render_result
 from models.encoder import Encoder
 from models.fusion import FEATURES, Calibration, FusionModel, TierThresholds, feature_matrix
 
@@ -94,23 +94,27 @@ def build_pair_table(
     doc_vectors = dict(zip(judged, encoder.encode_documents([render_result(by_id[r]) for r in judged])))
     log.info("encoded %d judged results in %.0fs", len(judged), time.time() - t0)
     todo = [n for n in needs if n.id in qrels]
-    encoded = encode_needs(encoder, todo)  # as the Matcher encodes them
+    texts = [render_need(n) for n in todo]
+    need_vectors = encoder.encode_queries(texts)
+    analyses = [analyse_need(n) for n in todo]
+    view_texts = [a.key_sentences for a in analyses]
+    flat = encoder.encode_queries([s for views in view_texts for s in views])
     values: dict[str, list[np.ndarray]] = {}
     labels: list[int] = []
     result_ids: list[str] = []
     groups: list[slice] = []
     row_vectors: list[np.ndarray] = []
-    start = 0
-    for query in encoded:
-        need, text = query.need, query.text
+    start = offset = 0
+    for need, text, query, analysis, views in zip(todo, texts, need_vectors, analyses, view_texts):
         ids = sorted(qrels[need.id])
         vectors = np.stack([doc_vectors[i] for i in ids])
         signals = compute_signals(
-            need, text, profiles_of([result_row(by_id[i]) for i in ids]), vectors @ query.vector,
+            need, text, profiles_of([result_row(by_id[i]) for i in ids]), vectors @ query,
             lexical.scores_for(text, ids),
-            query.analysis.key_terms, stats=stats, view_vectors=query.views,
+            analysis.key_terms, stats=stats, view_vectors=flat[offset : offset + len(views)],
             result_vectors=vectors,
         )
+        offset += len(views)
         for name, column in signals.values.items():
             values.setdefault(name, []).append(column)
         row_vectors.append(vectors)
@@ -118,7 +122,6 @@ def build_pair_table(
         result_ids.extend(ids)
         groups.append(slice(start, start + len(ids)))
         start += len(ids)
-    need_vectors = np.stack([q.vector for q in encoded])
     return PairTable([n.id for n in todo], groups, {k: np.concatenate(v) for k, v in values.items()},
                      np.asarray(labels, np.int64), result_ids, np.asarray(need_vectors, np.float32),
                      np.concatenate(row_vectors).astype(np.float32))

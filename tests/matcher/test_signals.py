@@ -164,30 +164,3 @@ def test_split_sections_and_analysis_ignore_company_background() -> None:
 def test_analysis_puts_given_keywords_first() -> None:
     analysis = analyse_need(need(description="研发防爆的锂电池。", keywords=["防爆电池"]))
     assert analysis.key_terms[0].term == "防爆电池"
-
-
-def test_key_sentence_spans_point_into_the_rendered_need() -> None:
-    from matcher.need_analysis import key_sentence_spans, key_sentences
-    from matcher.text import render_need
-
-    need = EnterpriseNeed(
-        id="n1", title="高韧性 立方氮化硼 单晶",
-        description="需求内容：\n    开发高韧性 立方氮化硼\t单晶；提高冲击韧性。预期目标：" + "纯净度高。" * 120 + "最后一句在截断之后",
-    )
-    text = render_need(need)
-    sentences = key_sentences(need, max_sentences=200)
-    spans = key_sentence_spans(text, sentences)
-    assert spans[0] == (0, len("高韧性立方氮化硼单晶"))  # the title, spaces between CJK dropped
-    assert text[slice(*spans[1])] == "开发高韧性 立方氮化硼 单晶"  # whitespace as rendered
-    assert text[slice(*spans[2])] == "提高冲击韧性"
-    assert sentences[-1] == "最后一句在截断之后" and spans[-1] == (0, 0)  # cut by the render limit
-
-
-def test_encode_needs_keeps_the_views_of_sentences_in_the_text(fake_encoder) -> None:  # type: ignore[no-untyped-def]
-    from matcher.need_analysis import encode_needs
-
-    need = EnterpriseNeed(id="n1", title="印染废水处理", description="需求内容：降低出水的COD。提高中水回用率。")
-    (encoded,) = encode_needs(fake_encoder, [need])
-    assert encoded.views.shape == (3, 256)
-    np.testing.assert_allclose(encoded.views[0], fake_encoder.encode_queries(["印染废水处理"])[0], atol=1e-6)
-    np.testing.assert_allclose(encoded.vector, fake_encoder.encode_queries([encoded.text])[0], atol=1e-6)

@@ -122,14 +122,3 @@ def test_short_items_are_not_padded_to_a_long_one() -> None:
     # but padded to 300 each sentence would cost as much as the need.
     batches = plan_batches([30, 300, 28, 151, 25], batch_size=128, max_tokens_per_batch=8192)
     assert [b.tolist() for b in batches] == [[1, 3], [0, 2, 4]]
-
-
-def test_pool_spans_averages_the_tokens_inside_each_span() -> None:
-    from models.encoder import pool_spans
-
-    tokens = np.array([[9, 9], [1, 0], [3, 0], [0, 2], [9, 9]], np.float32)  # [CLS] a b c [SEP]
-    offsets = np.array([[0, 0], [0, 1], [1, 2], [2, 3], [0, 0]])
-    views = pool_spans(tokens, offsets, [(0, 2), (2, 3), (1, 1), (5, 9)])
-    np.testing.assert_allclose(views[0], [1.0, 0.0])  # mean (2, 0), normalised
-    np.testing.assert_allclose(views[1], [0.0, 1.0])
-    assert not views[2].any() and not views[3].any()  # no token inside: zero, not NaN

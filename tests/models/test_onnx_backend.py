@@ -80,26 +80,6 @@ def test_fp32_queries_match_torch(
     assert _cosines(got, expected).min() >= 0.9999
 
 
-def test_span_views_match_torch_and_the_need_vector_is_unchanged(
-    onnx_encoder: OnnxEncoder, m3e_encoder: SentenceTransformerEncoder
-) -> None:
-    text = "防爆锂离子电池的研发。需求内容：开发高安全性锂离子电池正极材料，解决热失控问题。预期目标：通过针刺试验。"
-    spans = [(0, 10), (text.index("开发"), text.index("，解决")), (5, 5), (len(text) + 5, len(text) + 9)]
-    vectors, views = onnx_encoder.encode_query_spans([text, "水稻"], [spans, []])
-    torch_vectors, torch_views = m3e_encoder.encode_query_spans([text, "水稻"], [spans, []])
-    # One forward pass gives the need's vector too, the same as encoding it alone.
-    assert _cosines(vectors, onnx_encoder.encode_queries([text, "水稻"])).min() >= 0.9999
-    assert _cosines(vectors, torch_vectors).min() >= 0.9999
-    assert views[0].shape == (4, 512) and views[1].shape == (0, 512)
-    assert _cosines(views[0][:2], torch_views[0][:2]).min() >= 0.9999
-    assert np.allclose(np.linalg.norm(views[0][:2], axis=1), 1.0, atol=1e-5)
-    # Empty spans and spans past the end cover no token: zero rows, never NaN.
-    assert not views[0][2:].any() and not torch_views[0][2:].any()
-    # A span's view is contextual: close to, but not the same as, encoding the span alone.
-    alone = onnx_encoder.encode_queries([text[0:10]])[0]
-    assert 0.5 < float(views[0][0] @ alone) < 0.9999
-
-
 def test_int8_documents_are_close_to_torch_fp32_and_normalised(
     onnx_encoder: OnnxEncoder, m3e_encoder: SentenceTransformerEncoder
 ) -> None:
