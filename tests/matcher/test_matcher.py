@@ -117,6 +117,26 @@ def test_writes_after_a_snapshot_survive_a_restart(matcher: Matcher, tmp_path: P
     assert [m.result_id for m in again.match_batch([NEED], top_k=5)[0]] == ids
 
 
+def test_a_snapshot_without_a_result_table_derives_it_from_the_store(matcher: Matcher, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    before = matcher.match_batch([NEED], top_k=5)
+    matcher.save(tmp_path / "idx")
+    # An index written before the table existed: no results_table in the snapshot.
+    snapshot = tmp_path / "idx" / "snapshot"
+    shutil.rmtree(snapshot / "results_table")
+    manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["collections"]["results_table"]
+    (snapshot / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    old = Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256))
+    assert len(old.table) == 5
+    assert old.match_batch([NEED], top_k=5) == before
+    old.checkpoint()  # writes the table; the next load reads it
+    assert (snapshot / "results_table" / "ids.json").is_file()
+    assert Matcher.load(tmp_path / "idx", FakeEncoder(dimension=256)).match_batch([NEED], top_k=5) == before
+
+
 def test_concurrent_writes_during_matching(matcher: Matcher) -> None:
     import threading
 
