@@ -208,9 +208,12 @@ def free_port() -> int:
 class Server:
     """``techmatch serve`` in a child process, stopped by its own pid."""
 
-    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path) -> None:
+    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path, cache: Path | None = None) -> None:
+        # Without ``cache`` every need is embedded for real; with it, the product default (an
+        # embedding cache) in a fresh directory, so only what this run sent is in it.
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TECHMATCH_QUANTIZE": str(quantize).lower(),
-               "TECHMATCH_USE_CACHE": "false", "TECHMATCH_CACHE_DIR": str(WORK / "cache")}
+               "TECHMATCH_USE_CACHE": str(cache is not None).lower(),
+               "TECHMATCH_CACHE_DIR": str(cache or WORK / "cache")}
         env.pop("TECHMATCH_API_KEYS", None)
         self.port = port
         self._log = log.open("w")
@@ -354,8 +357,14 @@ def encode_share(quantize: bool, n: int = 100) -> dict[str, Any]:
 
 
 def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds: float,
-            quantize: bool, warmup: int, exact_max: int | None = None) -> list[dict[str, Any]]:
-    """Start a server per index size and run one load phase per concurrency level."""
+            quantize: bool, warmup: int, exact_max: int | None = None,
+            repeat: bool = False) -> list[dict[str, Any]]:
+    """Start a server per index size and run one load phase per concurrency level.
+
+    ``repeat``: the server keeps its embedding cache (the product default) and every need is
+    sent once before the measured phases, so they measure needs matched again (a broker
+    re-opening a need, a partner retrying): retrieval and scoring without encoding.
+    """
     needs = real_needs()
     bodies = [_payload(needs[n % len(needs)]) for n in range(requests)]
     rows: list[dict[str, Any]] = []
@@ -363,16 +372,24 @@ def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds
         index_dir = WORK / index_name(size, exact_max)
         if not (index_dir / "snapshot").is_dir():
             raise BenchDataMissing(f"{index_dir} missing: run `python -m bench.api stage=build` first")
-        server = Server(index_dir, free_port(), quantize, WORK / f"server-{size}.log")
+        cache = None
+        if repeat:  # a fresh embedding cache; the exported ONNX graphs are reused
+            cache = WORK / "repeat-cache"
+            shutil.rmtree(cache, ignore_errors=True)
+            cache.mkdir(parents=True)
+            if (WORK / "cache" / "onnx").is_dir():
+                (cache / "onnx").symlink_to(WORK / "cache" / "onnx")
+        server = Server(index_dir, free_port(), quantize, WORK / f"server-{size}.log", cache)
         try:
             started = time.perf_counter()
             ready = server.wait_ready(timeout=900)
             load_s = round(time.perf_counter() - started, 1)
             print(f"server ready with {ready['results']} results in {load_s}s", flush=True)
-            load_phase(server.port, bodies[:warmup], 1, max_seconds)
+            load_phase(server.port, bodies if repeat else bodies[:warmup], 1, max_seconds * (4 if repeat else 1))
             for level in concurrency:
                 cpu_before = server.cpu_seconds()
                 row = {"results": ready["results"], "index": ready["index"], "server_start_s": load_s,
+                       "repeat": repeat,
                        "loadavg_1m_before": round(os.getloadavg()[0], 2),
                        **load_phase(server.port, bodies, level, max_seconds)}
                 # CPU time per request does not grow with other processes' load the way wall
@@ -398,6 +415,7 @@ def run_api(
     warmup: int = 10,
     seed_from: str | None = None,
     exact_max: int | None = None,
+    repeat: bool = False,
 ) -> dict[str, Any]:
     """Build (``stage=build``), measure (``stage=measure``) or both (``all``); write api.json."""
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)
@@ -407,11 +425,12 @@ def run_api(
     if stage in ("build", "all"):
         payload["build"] = build(sizes, quantize, seed_from, exact_max)
     if stage in ("measure", "all"):
-        payload["runs"] = measure(sizes, concurrency, requests, max_seconds, quantize, warmup, exact_max)
+        payload["runs"] = measure(sizes, concurrency, requests, max_seconds, quantize, warmup, exact_max, repeat)
         payload["encode_only"] = encode_share(quantize)
         print(json.dumps(payload["encode_only"]), flush=True)
     payload["machine_after"] = machine()
-    name = ("api" if stage != "build" else "api_build") + ("" if exact_max is None else f"_exact{exact_max}")
+    name = (("api" if stage != "build" else "api_build") + ("" if exact_max is None else f"_exact{exact_max}")
+            + ("_repeat" if repeat else ""))
     print(f"written {write_json(name, payload)}", flush=True)
     return payload
 
