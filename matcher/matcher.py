@@ -237,12 +237,8 @@ class Matcher:
         results = Collection.load(snapshot / "results", info["results"], options.exact_max)
         if TABLE_DIR in info:
             table = ResultTable.load(snapshot / TABLE_DIR)
-        else:  # a snapshot written before the table existed: derive it from the store
-            table = ResultTable()
-            ids = results.vector.ids
-            for start in range(0, len(ids), 10_000):
-                found = store.result_rows(ids[start : start + 10_000])
-                table.add(list(found), list(found.values()))
+        else:  # a snapshot written before the table existed
+            table = ResultTable.from_store(store, results.vector.ids)
         matcher = cls(
             encoder,
             results,

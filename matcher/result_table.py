@@ -16,6 +16,7 @@ import numpy as np
 from indexes.persistence import load_json, save_json
 from matcher.profiles import CandidateProfiles, Facets, ResultRow, csr_take
 from matcher.signals import compact
+from matcher.store import RecordStore
 
 _NONE = -1
 # Ragged columns: name → (offsets file, values file, values dtype).
@@ -189,6 +190,16 @@ class ResultTable:
         )
 
     # ----- persistence --------------------------------------------------------------------
+
+    @classmethod
+    def from_store(cls, store: RecordStore, ids: Sequence[str], chunk: int = 10_000) -> ResultTable:
+        """The table of the stored results ``ids``, from their stored profile columns (no
+        jieba for rows that have them: 500k results in ~40 s)."""
+        table = cls()
+        for start in range(0, len(ids), chunk):
+            found = store.result_rows(ids[start : start + chunk])
+            table.add(list(found), list(found.values()))
+        return table
 
     def save(self, directory: Path) -> dict[str, Any]:
         """Write the live rows as one segment, with only the terms and labels they use."""
