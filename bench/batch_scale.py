@@ -453,29 +453,32 @@ def stage_warm() -> dict[str, Any]:
     """Put the 10k needs' vectors, and their key sentences', into the embedding cache the
     batch job reads.
 
-    This is the nightly situation (needs embedded on an earlier night). The 371 real needs'
-    vectors are their real embeddings; the variants' are the convex-combination proxies. The
-    key sentences the scorer also encodes (title + technical sentences, 68,487 for the 10k
-    needs but only 11,967 distinct, as variants reuse real sentences) are embedded for real
-    here, with the real encoder, as the earlier night would have.
+    This is the nightly situation (needs embedded on an earlier night), so both are embedded
+    for real here with the product's encoder, as the earlier night would have: the 10k need
+    texts (9,914 distinct) and their key sentences (title + technical sentences, 68,487 for
+    the 10k needs but only 11,967 distinct, as variants reuse real sentences). Texts already
+    in the cache are not embedded again. (Until session 3 the variants' need vectors were
+    the convex-combination proxies of ``needs_10k_vectors.npy``, to save the embedding time.)
     """
     from matcher.loaders import load_needs
     from matcher.need_analysis import analyse_need
     from matcher.text import render_need
-    from models.cache import CachedEncoder, EmbeddingCache, text_key
+    from models.cache import CachedEncoder, EmbeddingCache
     from bench import product_encoder
 
-    encoder = product_encoder(quantize=True)
+    encoder = CachedEncoder(product_encoder(quantize=True), EmbeddingCache(WORK / "cache" / "embeddings.sqlite"))
     needs = load_needs(WORK / "needs_10k.jsonl").records
-    vectors = np.load(WORK / "needs_10k_vectors.npy", allow_pickle=False)
-    cache = EmbeddingCache(WORK / "cache" / "embeddings.sqlite")
-    items = {text_key(render_need(n)): v for n, v in zip(needs, vectors)}
-    cache.put_many(encoder.fingerprint, "query", items)
+    texts = list(dict.fromkeys(render_need(n) for n in needs))
+    started = time.perf_counter()
+    encoder.encode_queries(texts)
+    need_seconds = time.perf_counter() - started
     sentences = list(dict.fromkeys(s for n in needs for s in analyse_need(n).key_sentences))
     started = time.perf_counter()
-    CachedEncoder(encoder, cache).encode_queries(sentences)
-    payload = {"needs": len(needs), "distinct_texts": len(items), "key_sentences": len(sentences),
-               "key_sentence_seconds": round(time.perf_counter() - started, 1), "cache": str(cache.path)}
+    encoder.encode_queries(sentences)
+    payload = {"needs": len(needs), "distinct_texts": len(texts), "key_sentences": len(sentences),
+               "need_seconds": round(need_seconds, 1),
+               "key_sentence_seconds": round(time.perf_counter() - started, 1),
+               "newly_embedded": encoder.misses, "from_cache": encoder.hits, "cache": str(encoder.cache.path)}
     _write("warm", payload)
     return payload
 
