@@ -19,10 +19,8 @@ import numpy as np
 
 from matcher.dedup import normalise_title
 from matcher.records import ResearchResult
-from matcher.signals import GENERIC_TERMS, compact, result_terms, result_text
+from matcher.signals import GENERIC_TERMS, bigram_codes, char_bigrams, compact, result_terms, result_text
 
-# A character bigram as one integer: code points are below 2**21.
-_GRAM_SHIFT = 21
 # Separator of the stored terms column: never part of a term (terms are words).
 TERM_SEPARATOR = "\x1f"
 
@@ -41,14 +39,9 @@ def facets_of(result: ResearchResult) -> Facets:
 
 
 def gram_codes(text: str) -> np.ndarray:
-    """The distinct character bigrams of ``compact(text)`` as sorted int64 codes.
-
-    Equal codes mean equal bigrams, so set sizes and intersections computed on codes are
-    those of ``matcher.signals.char_bigrams``.
-    """
-    s = compact(text)
-    codes = {(ord(s[i]) << _GRAM_SHIFT) | ord(s[i + 1]) for i in range(len(s) - 1)}
-    return np.array(sorted(codes), np.int64)
+    """The distinct character bigrams of ``compact(text)`` as sorted int64 codes
+    (``matcher.signals.bigram_codes``)."""
+    return bigram_codes(char_bigrams(text))
 
 
 def title_key(title: str) -> int:
@@ -130,8 +123,8 @@ class CandidateProfiles:
     def subset(self, rows: Sequence[int]) -> CandidateProfiles:
         """The candidates at ``rows``, in that order."""
         rows_array = np.asarray(rows, np.int64)
-        term_lengths, term_ids = csr_take(_offsets(self.term_lengths), self.term_ids, rows_array)
-        gram_lengths, grams = csr_take(_offsets(self.gram_lengths), self.grams, rows_array)
+        term_lengths, term_ids = csr_take(offsets_of(self.term_lengths), self.term_ids, rows_array)
+        gram_lengths, grams = csr_take(offsets_of(self.gram_lengths), self.grams, rows_array)
         return CandidateProfiles(
             term_lengths=term_lengths, term_ids=term_ids, vocab=self.vocab,
             compact_vocab=self.compact_vocab, compact_texts=[self.compact_texts[r] for r in rows],
@@ -159,7 +152,8 @@ def profiles_of(rows: Sequence[ResultRow]) -> CandidateProfiles:
     )
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
+def offsets_of(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``(n + 1,)`` start offsets of ragged rows of the given lengths, for :func:`csr_take`."""
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 

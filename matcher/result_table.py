@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from indexes.persistence import load_json, save_json
-from matcher.profiles import CandidateProfiles, Facets, ResultRow, csr_take
+from matcher.profiles import CandidateProfiles, Facets, ResultRow, csr_take, offsets_of
 from matcher.signals import compact
 from matcher.store import RecordStore
 
@@ -124,11 +124,11 @@ class ResultTable:
             "region": np.array([self._label(r.facets.region) for r in rows], np.int32),
             "maturity": np.array([self._label(r.facets.maturity) for r in rows], np.int32),
             "text": np.frombuffer(b"".join(texts), np.uint8),
-            "text_offsets": _offsets([len(t) for t in texts]),
+            "text_offsets": offsets_of([len(t) for t in texts]),
         }
         for name, values in ragged.items():
             offsets, dtype = _RAGGED[name]
-            arrays[offsets] = _offsets([len(v) for v in values])
+            arrays[offsets] = offsets_of([len(v) for v in values])
             flat = [x for v in values for x in v]
             arrays[name] = np.array(flat, dtype) if flat else np.zeros(0, dtype)
         return arrays
@@ -239,10 +239,6 @@ class ResultTable:
                                  f"{table._segments[0].rows} rows; rebuild it with `techmatch index build`")
         table._where = {record_id: n for n, record_id in enumerate(ids)}
         return table
-
-
-def _offsets(lengths: Sequence[int]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64))]).astype(np.int64)
 
 
 def _split(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

@@ -392,9 +392,9 @@ def compute_signals(
 
     rows = np.repeat(np.arange(n), profiles.gram_lengths)
     lengths = profiles.gram_lengths.astype(np.float64)
-    in_need = np.bincount(rows, weights=np.isin(profiles.grams, _codes(char_bigrams(need_text))), minlength=n)
+    in_need = np.bincount(rows, weights=np.isin(profiles.grams, bigram_codes(char_bigrams(need_text))), minlength=n)
     coverages = np.divide(in_need, lengths, out=np.zeros(n), where=lengths > 0)
-    need_title = _codes(char_bigrams(need.title))
+    need_title = bigram_codes(char_bigrams(need.title))
     shared = np.bincount(rows, weights=np.isin(profiles.grams, need_title), minlength=n)
     union = len(need_title) + lengths - shared
     title_sims = np.divide(shared, union, out=np.zeros(n), where=(lengths > 0) & (len(need_title) > 0))
@@ -414,9 +414,14 @@ def compute_signals(
     return PairSignals(values, matched, matched_key)
 
 
-def _codes(grams: frozenset[str]) -> np.ndarray:
-    """Bigrams as the sorted codes of ``matcher.profiles.gram_codes``."""
-    return np.array(sorted((ord(g[0]) << 21) | ord(g[1]) for g in grams), np.int64)
+# A character bigram as one integer: code points are below 2**21.
+_GRAM_SHIFT = 21
+
+
+def bigram_codes(grams: frozenset[str]) -> np.ndarray:
+    """Bigrams (:func:`char_bigrams`) as sorted int64 codes; equal codes mean equal bigrams,
+    so set sizes and intersections computed on codes are those of the bigram sets."""
+    return np.array(sorted((ord(g[0]) << _GRAM_SHIFT) | ord(g[1]) for g in grams), np.int64)
 
 
 class MatchedTerms(Sequence[tuple[str, ...]]):
