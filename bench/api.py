@@ -208,13 +208,16 @@ def free_port() -> int:
 class Server:
     """``techmatch serve`` in a child process, stopped by its own pid."""
 
-    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path, cache: Path | None = None) -> None:
+    def __init__(self, index_dir: Path, port: int, quantize: bool, log: Path, cache: Path | None = None,
+                 api_key: str | None = None) -> None:
         # Without ``cache`` every need is embedded for real; with it, the product default (an
         # embedding cache) in a fresh directory, so only what this run sent is in it.
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TECHMATCH_QUANTIZE": str(quantize).lower(),
                "TECHMATCH_USE_CACHE": str(cache is not None).lower(),
                "TECHMATCH_CACHE_DIR": str(cache or WORK / "cache")}
         env.pop("TECHMATCH_API_KEYS", None)
+        if api_key is not None:
+            env["TECHMATCH_API_KEYS"] = api_key
         self.port = port
         self._log = log.open("w")
         self.proc = subprocess.Popen(
@@ -257,10 +260,24 @@ class Server:
         self._log.close()
 
 
-def _payload(need: Any) -> bytes:
-    body = {"need": {"id": need.id, "title": need.title, "description": need.description},
-            "top_k": 10, "include_records": True}
+def _payload(need: Any, by_id: bool = False) -> bytes:
+    inline = {"need": {"id": need.id, "title": need.title, "description": need.description}}
+    body = {**({"need_id": need.id} if by_id else inline), "top_k": 10, "include_records": True}
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def call(port: int, method: str, path: str, body: Any = None, api_key: str | None = None) -> Any:
+    """One JSON request; raises on a non-2xx answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
+    conn.request(method, path, body=None if body is None else json.dumps(body, ensure_ascii=False).encode(),
+                 headers=headers)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status} {raw[:300]!r}")
+    return json.loads(raw) if raw else None
 
 
 def load_phase(port: int, bodies: list[bytes], concurrency: int, max_seconds: float) -> dict[str, Any]:
@@ -358,38 +375,49 @@ def encode_share(quantize: bool, n: int = 100) -> dict[str, Any]:
 
 def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds: float,
             quantize: bool, warmup: int, exact_max: int | None = None,
-            repeat: bool = False) -> list[dict[str, Any]]:
+            repeat: bool = False, stored: bool = False) -> list[dict[str, Any]]:
     """Start a server per index size and run one load phase per concurrency level.
 
     ``repeat``: the server keeps its embedding cache (the product default) and every need is
     sent once before the measured phases, so they measure needs matched again (a broker
     re-opening a need, a partner retrying): retrieval and scoring without encoding.
+    ``stored``: the needs are first stored (``POST /v1/needs:bulk``, the platform's flow: a
+    need is posted, then matched) and matched by ``need_id``; they are deleted again
+    afterwards, so the index is left as it was.
     """
     needs = real_needs()
-    bodies = [_payload(needs[n % len(needs)]) for n in range(requests)]
+    bodies = [_payload(needs[n % len(needs)], by_id=stored) for n in range(requests)]
+    key = "bench-key" if stored else None
     rows: list[dict[str, Any]] = []
     for size in sizes:
         index_dir = WORK / index_name(size, exact_max)
         if not (index_dir / "snapshot").is_dir():
             raise BenchDataMissing(f"{index_dir} missing: run `python -m bench.api stage=build` first")
         cache = None
-        if repeat:  # a fresh embedding cache; the exported ONNX graphs are reused
+        if repeat or stored:  # a fresh embedding cache; the exported ONNX graphs are reused
             cache = WORK / "repeat-cache"
             shutil.rmtree(cache, ignore_errors=True)
             cache.mkdir(parents=True)
             if (WORK / "cache" / "onnx").is_dir():
                 (cache / "onnx").symlink_to(WORK / "cache" / "onnx")
-        server = Server(index_dir, free_port(), quantize, WORK / f"server-{size}.log", cache)
+        server = Server(index_dir, free_port(), quantize, WORK / f"server-{size}.log", cache, key)
+        stored_ids: list[str] = []
         try:
             started = time.perf_counter()
             ready = server.wait_ready(timeout=900)
             load_s = round(time.perf_counter() - started, 1)
             print(f"server ready with {ready['results']} results in {load_s}s", flush=True)
+            if stored:
+                stored_ids = [n.id for n in needs]
+                started = time.perf_counter()
+                call(server.port, "POST", "/v1/needs:bulk", {"needs": [
+                    {"id": n.id, "title": n.title, "description": n.description} for n in needs]}, key)
+                print(f"stored {len(needs)} needs in {time.perf_counter() - started:.1f}s", flush=True)
             load_phase(server.port, bodies if repeat else bodies[:warmup], 1, max_seconds * (4 if repeat else 1))
             for level in concurrency:
                 cpu_before = server.cpu_seconds()
                 row = {"results": ready["results"], "index": ready["index"], "server_start_s": load_s,
-                       "repeat": repeat,
+                       "repeat": repeat, "stored": stored,
                        "loadavg_1m_before": round(os.getloadavg()[0], 2),
                        **load_phase(server.port, bodies, level, max_seconds)}
                 # CPU time per request does not grow with other processes' load the way wall
@@ -401,6 +429,8 @@ def measure(sizes: list[int], concurrency: list[int], requests: int, max_seconds
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         finally:
+            for need_id in stored_ids:
+                call(server.port, "DELETE", f"/v1/needs/{need_id}", api_key=key)
             server.stop()
     return rows
 
@@ -416,6 +446,7 @@ def run_api(
     seed_from: str | None = None,
     exact_max: int | None = None,
     repeat: bool = False,
+    stored: bool = False,
 ) -> dict[str, Any]:
     """Build (``stage=build``), measure (``stage=measure``) or both (``all``); write api.json."""
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)
@@ -425,12 +456,13 @@ def run_api(
     if stage in ("build", "all"):
         payload["build"] = build(sizes, quantize, seed_from, exact_max)
     if stage in ("measure", "all"):
-        payload["runs"] = measure(sizes, concurrency, requests, max_seconds, quantize, warmup, exact_max, repeat)
+        payload["runs"] = measure(sizes, concurrency, requests, max_seconds, quantize, warmup, exact_max,
+                                  repeat, stored)
         payload["encode_only"] = encode_share(quantize)
         print(json.dumps(payload["encode_only"]), flush=True)
     payload["machine_after"] = machine()
     name = (("api" if stage != "build" else "api_build") + ("" if exact_max is None else f"_exact{exact_max}")
-            + ("_repeat" if repeat else ""))
+            + ("_repeat" if repeat else "") + ("_stored" if stored else ""))
     print(f"written {write_json(name, payload)}", flush=True)
     return payload
 

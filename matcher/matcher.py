@@ -46,6 +46,7 @@ from matcher.result_table import ResultTable
 from matcher.signals import TermStats
 from matcher.store import RecordStore
 from matcher.text import render_need, render_result
+from models.cache import CachedEncoder
 from models.encoder import Encoder
 
 Progress = Callable[[int], None]
@@ -302,6 +303,11 @@ class Matcher:
         texts = [render(r) for r in records]
         # Encoding is the slow part and touches no shared state: keep it outside the lock.
         vectors = encode_chunked(encode, texts, self.encoder.dimension, progress)
+        if kind == "needs" and isinstance(self.encoder, CachedEncoder):
+            # A stored need is usually matched later by id; with its key sentences already in
+            # the embedding cache that match needs no model call (~30 ms of a ~50 ms match).
+            sentences = [s for r in records for s in analyse_need(r).key_sentences]  # type: ignore[arg-type]
+            encode_chunked(encode, sentences, self.encoder.dimension)
         tokens = [tokenize(text) for text in texts]
         rows = [result_row(r) for r in records] if kind == "results" else []  # type: ignore[arg-type]
         # Store and indexes change together under the write lock, so a snapshot never

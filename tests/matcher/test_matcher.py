@@ -200,3 +200,18 @@ def test_matches_carry_reasons_spans_and_folded_duplicates(fake_encoder: FakeEnc
     assert len(reranked) == 3 and all(not m.duplicates for m in reranked)
     (analysis,) = matcher.analyse([NEED])
     assert {"锂离子", "改性"} <= {t.term for t in analysis.key_terms}
+
+
+def test_a_stored_need_matches_without_the_model(fake_encoder: FakeEncoder, tmp_path: Path) -> None:
+    from models.cache import CachedEncoder, EmbeddingCache
+
+    cached = CachedEncoder(fake_encoder, EmbeddingCache(tmp_path / "cache.sqlite"))
+    matcher = Matcher.build(RESULTS, encoder=cached)
+    need = EnterpriseNeed(id="n3", title="锂电池负极材料", description="需要硅碳负极材料的量产工艺。要求首次效率高、循环寿命长。")
+    matcher.upsert_needs([need])
+    encoded = fake_encoder.texts_encoded
+    (matches,) = matcher.match_batch([matcher.store.needs(["n3"])["n3"]], top_k=2)
+    assert fake_encoder.texts_encoded == encoded and matches[0].result_id == "anode"
+    # A need never stored still goes to the model.
+    matcher.match_batch([NEED], top_k=1)
+    assert fake_encoder.texts_encoded > encoded
